@@ -178,3 +178,38 @@ def settle(conn, seconds=0.3):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         conn.process_data_events(time_limit=0.05)
+
+
+def wait_count(conn, name, n, timeout=5.0):
+    """Wait until queue `name` has `n` ready messages (RabbitMQ enqueues asynchronously)."""
+    last = [None]
+
+    def check():
+        last[0] = queue_count(conn, name)
+        return last[0] == n
+
+    try:
+        wait_for(check, timeout=timeout)
+    except AssertionError:
+        raise AssertionError("queue %s has %r ready messages, expected %d" % (name, last[0], n))
+
+
+SENTINEL = b"__sentinel__"
+
+
+def received(conn, ch, queue, timeout=5.0):
+    """Bodies in `queue` published before now by `ch`: publishes a sentinel straight to the
+    queue (same channel, so it is ordered after earlier publishes) and gets up to it."""
+    ch.basic_publish("", queue, SENTINEL)
+    out = []
+    deadline = time.monotonic() + timeout
+    while True:
+        m, p, b = ch.basic_get(queue, auto_ack=True)
+        if m is None:
+            if time.monotonic() > deadline:
+                raise AssertionError("sentinel never arrived in %s (got %r)" % (queue, out))
+            time.sleep(0.01)
+            continue
+        if b == SENTINEL:
+            return out
+        out.append(b)
