@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The project's single test command (also what CI runs):
+#   1. installs amqp-tools (amqp-publish / amqp-consume) if missing,
+#   2. creates .venv and installs the pinned Python test dependencies,
+#   3. builds the workspace and runs the Rust test suites,
+#   4. runs the Python interop suite (tests/python) against target/debug/warren.
+# Extra arguments are passed to pytest, e.g. `scripts/test.sh -k topic`.
+# Environment: PYTEST_WORKERS (default 4) sets pytest-xdist's worker count.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$(pwd)"
+
+section() { printf '\n==== %s ====\n' "$*"; }
+
+# ---------------------------------------------------------------- amqp-tools
+if ! command -v amqp-publish >/dev/null 2>&1 || ! command -v amqp-consume >/dev/null 2>&1; then
+    section "installing amqp-tools"
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends amqp-tools >/dev/null
+fi
+
+# ---------------------------------------------------------------- Python venv
+section "python venv"
+PY="$ROOT/.venv/bin/python"
+if [ ! -x "$PY" ] || ! "$PY" -c 'import sys' >/dev/null 2>&1; then
+    rm -rf .venv
+    if ! python3 -m venv .venv; then
+        # Debian's python3 without python3-venv: fall back to virtualenv from PyPI.
+        rm -rf .venv
+        python3 -m pip install -q --disable-pip-version-check virtualenv
+        python3 -m virtualenv -q .venv
+    fi
+fi
+"$PY" -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+
+# ---------------------------------------------------------------- Rust
+section "cargo build --workspace"
+cargo build --workspace
+
+status=0
+
+section "cargo test --workspace"
+cargo test --workspace || status=1
+
+# ---------------------------------------------------------------- Python interop suite
+section "pytest tests/python"
+unset WARREN_TEST_URL  # always test the broker we just built
+export WARREN_BIN="$ROOT/target/debug/warren"
+export WARREN_REQUIRE_AMQP_TOOLS=1
+"$PY" -m pytest tests/python -q -n "${PYTEST_WORKERS:-4}" "$@" || status=1
+
+if [ "$status" -ne 0 ]; then
+    section "FAILED"
+else
+    section "all tests passed"
+fi
+exit "$status"
