@@ -339,7 +339,7 @@ mod tests {
         assert_eq!(
             err,
             BindError::InvalidArgument(
-                r#"Invalid x-match field value "foo"; expected all, any, all-with-x, or any-with-x"#.into()
+                r#"Invalid x-match field value <<"foo">>; expected all, any, all-with-x, or any-with-x"#.into()
             )
         );
         assert_eq!(t.binding_count(), 0);

@@ -114,7 +114,7 @@ fn parse_x_match(value: &AMQPValue) -> Result<(bool, bool), BindError> {
         "all-with-x" => Ok((true, true)),
         "any-with-x" => Ok((false, true)),
         other => Err(BindError::InvalidArgument(format!(
-            "Invalid x-match field value {other:?}; expected all, any, all-with-x, or any-with-x"
+            "Invalid x-match field value <<\"{other}\">>; expected all, any, all-with-x, or any-with-x"
         ))),
     }
 }
@@ -160,9 +160,28 @@ fn describe(value: &AMQPValue) -> String {
     }
 }
 
+/// An integer header value of any width, as i64 (clients differ in the width
+/// they pick for the same number; RabbitMQ compares the numbers).
+fn integer(value: &AMQPValue) -> Option<i64> {
+    Some(match *value {
+        AMQPValue::ShortShortInt(v) => v.into(),
+        AMQPValue::ShortShortUInt(v) => v.into(),
+        AMQPValue::ShortInt(v) => v.into(),
+        AMQPValue::ShortUInt(v) => v.into(),
+        AMQPValue::LongInt(v) => v.into(),
+        AMQPValue::LongUInt(v) => v.into(),
+        AMQPValue::LongLongInt(v) => v,
+        _ => return None,
+    })
+}
+
 /// AMQP value equality, except that short and long strings with the same
-/// bytes are equal (also inside arrays and tables).
+/// bytes are equal, and integers of different widths with the same value
+/// (also inside arrays and tables).
 fn values_equal(a: &AMQPValue, b: &AMQPValue) -> bool {
+    if let (Some(x), Some(y)) = (integer(a), integer(b)) {
+        return x == y;
+    }
     match (a, b) {
         (AMQPValue::ShortString(s), AMQPValue::LongString(l))
         | (AMQPValue::LongString(l), AMQPValue::ShortString(s)) => {
@@ -216,13 +235,13 @@ impl AnchorHasher {
                 (b'x', 0)
             }
             AMQPValue::Boolean(v) => (b't', u64::from(*v)),
-            AMQPValue::ShortShortInt(v) => (b'b', *v as u64),
-            AMQPValue::ShortShortUInt(v) => (b'B', u64::from(*v)),
-            AMQPValue::ShortInt(v) => (b's', *v as u64),
-            AMQPValue::ShortUInt(v) => (b'u', u64::from(*v)),
-            AMQPValue::LongInt(v) => (b'I', *v as u64),
-            AMQPValue::LongUInt(v) => (b'i', u64::from(*v)),
-            AMQPValue::LongLongInt(v) => (b'l', *v as u64),
+            AMQPValue::ShortShortInt(_)
+            | AMQPValue::ShortShortUInt(_)
+            | AMQPValue::ShortInt(_)
+            | AMQPValue::ShortUInt(_)
+            | AMQPValue::LongInt(_)
+            | AMQPValue::LongUInt(_)
+            | AMQPValue::LongLongInt(_) => (b'I', integer(value).unwrap_or_default() as u64),
             AMQPValue::Timestamp(v) => (b'T', *v),
             AMQPValue::DecimalValue(d) => (b'D', u64::from(d.scale) << 32 | u64::from(d.value)),
             AMQPValue::Float(_)
@@ -587,11 +606,13 @@ mod tests {
     }
 
     #[test]
-    fn values_compare_by_type_and_value() {
+    fn values_compare_by_kind_and_value() {
         let r = rule(&[("n", AMQPValue::LongInt(1))]);
         assert!(r.matches(&table(&[("n", AMQPValue::LongInt(1))])));
         assert!(!r.matches(&table(&[("n", AMQPValue::LongInt(2))])));
-        assert!(!r.matches(&table(&[("n", AMQPValue::LongLongInt(1))])));
+        // Integer widths differ between clients; the number is what counts.
+        assert!(r.matches(&table(&[("n", AMQPValue::LongLongInt(1))])));
+        assert!(r.matches(&table(&[("n", AMQPValue::ShortShortUInt(1))])));
         assert!(!r.matches(&table(&[("n", long("1"))])));
         // A Void header does not equal a non-void argument.
         assert!(!r.matches(&table(&[("n", AMQPValue::Void)])));
@@ -637,7 +658,7 @@ mod tests {
     fn bad_x_match_value_is_refused() {
         assert_eq!(
             refused(&[("x-match", long("foo"))]),
-            r#"Invalid x-match field value "foo"; expected all, any, all-with-x, or any-with-x"#
+            r#"Invalid x-match field value <<"foo">>; expected all, any, all-with-x, or any-with-x"#
         );
         assert!(refused(&[("x-match", long("ALL"))]).contains("\"ALL\""));
         assert!(refused(&[("x-match", long(""))]).contains("\"\""));
