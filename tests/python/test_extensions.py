@@ -1,0 +1,325 @@
+"""RabbitMQ extensions clients rely on: dead-lettering, TTL, length limits, alternate
+exchanges, priorities, CC/BCC, direct reply-to, consumer priorities, queue expiry."""
+
+import time
+
+import pika
+import pika.exceptions as pex
+import pytest
+
+from helpers import (Collector, channel_error, drain, pump, queue_exists, received, settle, uid,
+                     wait_count, wait_for)
+
+
+@pytest.fixture
+def dlx(ch):
+    """A fanout dead-letter exchange with a queue behind it: (exchange, queue)."""
+    x = uid("dlx")
+    ch.exchange_declare(x, "fanout", auto_delete=True)
+    q = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(q, x)
+    return x, q
+
+
+# ----------------------------------------------------------------- dead-lettering
+
+def test_dead_letter_on_reject(conn, ch, dlx):
+    dx, dq = dlx
+    src = uid("src")
+    ch.exchange_declare(src, "direct", auto_delete=True)
+    q = ch.queue_declare("", exclusive=True,
+                         arguments={"x-dead-letter-exchange": dx}).method.queue
+    ch.queue_bind(q, src, "rk")
+    ch.basic_publish(src, "rk", b"dead", pika.BasicProperties(headers={"keep": "me"}))
+    m, _, _ = drain(conn, ch, q, n=1, auto_ack=False)[0]
+    ch.basic_reject(m.delivery_tag, requeue=False)
+    m, p, b = drain(conn, ch, dq, n=1)[0]
+    assert b == b"dead"
+    assert m.exchange == dx and m.routing_key == "rk"
+    h = p.headers
+    assert h["keep"] == "me"
+    assert len(h["x-death"]) == 1
+    death = h["x-death"][0]
+    assert death["count"] == 1
+    assert death["reason"] == "rejected"
+    assert death["queue"] == q
+    assert death["exchange"] == src
+    assert death["routing-keys"] == ["rk"]
+    assert "time" in death
+    assert "original-expiration" not in death
+    assert h["x-first-death-exchange"] == src
+    assert h["x-first-death-queue"] == q
+    assert h["x-first-death-reason"] == "rejected"
+    assert "x-last-death-reason" not in h
+
+
+def test_dead_letter_nack_and_routing_key_override(conn, ch):
+    dx = uid("dlx")
+    ch.exchange_declare(dx, "direct", auto_delete=True)
+    dq = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(dq, dx, "dead-key")
+    q = ch.queue_declare("", exclusive=True, arguments={
+        "x-dead-letter-exchange": dx, "x-dead-letter-routing-key": "dead-key"}).method.queue
+    ch.basic_publish("", q, b"n")
+    m, _, _ = drain(conn, ch, q, n=1, auto_ack=False)[0]
+    ch.basic_nack(m.delivery_tag, requeue=False)
+    m, p, b = drain(conn, ch, dq, n=1)[0]
+    assert (b, m.routing_key) == (b"n", "dead-key")
+    assert p.headers["x-death"][0]["routing-keys"] == [q]
+
+
+def test_dead_letter_on_queue_ttl(conn, ch, dlx):
+    dx, dq = dlx
+    q = ch.queue_declare("", exclusive=True, arguments={
+        "x-dead-letter-exchange": dx, "x-message-ttl": 50}).method.queue
+    ch.basic_publish("", q, b"old")
+    m, p, b = drain(conn, ch, dq, n=1, timeout=10)[0]
+    assert b == b"old"
+    d = p.headers["x-death"][0]
+    assert d["reason"] == "expired" and d["queue"] == q
+    assert "original-expiration" not in d
+
+
+def test_dead_letter_on_per_message_ttl(conn, ch, dlx):
+    dx, dq = dlx
+    q = ch.queue_declare("", exclusive=True,
+                         arguments={"x-dead-letter-exchange": dx}).method.queue
+    ch.basic_publish("", q, b"ttl", pika.BasicProperties(expiration="50"))
+    m, p, b = drain(conn, ch, dq, n=1, timeout=10)[0]
+    assert b == b"ttl"
+    d = p.headers["x-death"][0]
+    assert d["reason"] == "expired"
+    assert d["original-expiration"] == "50"
+    assert p.expiration is None  # removed when dead-lettered
+
+
+def test_dead_letter_on_max_length(conn, ch, dlx):
+    dx, dq = dlx
+    q = ch.queue_declare("", exclusive=True, arguments={
+        "x-dead-letter-exchange": dx, "x-max-length": 2}).method.queue
+    for i in range(3):
+        ch.basic_publish("", q, b"m%d" % i)
+    m, p, b = drain(conn, ch, dq, n=1)[0]
+    assert b == b"m0"
+    assert p.headers["x-death"][0]["reason"] == "maxlen"
+    assert [b for _, _, b in drain(conn, ch, q, n=2)] == [b"m1", b"m2"]
+
+
+def test_dead_letter_cc_keys_in_x_death(conn, ch, dlx):
+    dx, dq = dlx
+    src = uid("src")
+    ch.exchange_declare(src, "direct", auto_delete=True)
+    q = ch.queue_declare("", exclusive=True,
+                         arguments={"x-dead-letter-exchange": dx}).method.queue
+    ch.queue_bind(q, src, "cc-key")
+    ch.basic_publish(src, "main-key", b"cc", pika.BasicProperties(headers={"CC": ["cc-key"]}))
+    m, _, _ = drain(conn, ch, q, n=1, auto_ack=False)[0]
+    ch.basic_reject(m.delivery_tag, requeue=False)
+    m, p, b = drain(conn, ch, dq, n=1)[0]
+    assert p.headers["x-death"][0]["routing-keys"] == ["main-key", "cc-key"]
+
+
+def test_dead_letter_twice_counts(conn, ch):
+    # q1 -> (reject) -> dlx1 -> q2 -> (reject) -> dlx2 -> q3
+    x1, x2 = uid("dlx1"), uid("dlx2")
+    ch.exchange_declare(x1, "fanout", auto_delete=True)
+    ch.exchange_declare(x2, "fanout", auto_delete=True)
+    q3 = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(q3, x2)
+    q2 = ch.queue_declare("", exclusive=True,
+                          arguments={"x-dead-letter-exchange": x2}).method.queue
+    ch.queue_bind(q2, x1)
+    q1 = ch.queue_declare("", exclusive=True,
+                          arguments={"x-dead-letter-exchange": x1}).method.queue
+    ch.basic_publish("", q1, b"twice")
+    m, _, _ = drain(conn, ch, q1, n=1, auto_ack=False)[0]
+    ch.basic_reject(m.delivery_tag, requeue=False)
+    m, _, _ = drain(conn, ch, q2, n=1, auto_ack=False)[0]
+    ch.basic_reject(m.delivery_tag, requeue=False)
+    m, p, b = drain(conn, ch, q3, n=1)[0]
+    deaths = p.headers["x-death"]
+    assert [d["queue"] for d in deaths] == [q2, q1]  # most recent first
+    assert all(d["count"] == 1 for d in deaths)
+    assert p.headers["x-first-death-queue"] == q1
+
+
+# ----------------------------------------------------------------- TTL / length limits
+
+def test_per_message_ttl_expires_without_dlx(conn, ch):
+    q = ch.queue_declare("", exclusive=True).method.queue
+    ch.basic_publish("", q, b"short", pika.BasicProperties(expiration="30"))
+    ch.basic_publish("", q, b"long")
+    time.sleep(0.2)
+    assert [b for _, _, b in drain(conn, ch, q)] == [b"long"]
+
+
+def test_expiration_zero_expires_unless_consumed(conn, ch):
+    q = ch.queue_declare("", exclusive=True).method.queue
+    ch.basic_publish("", q, b"zero", pika.BasicProperties(expiration="0"))
+    time.sleep(0.1)
+    assert received(conn, ch, q) == []
+
+
+def test_max_length_reject_publish_nacks_with_confirms(conn, ch):
+    q = ch.queue_declare("", exclusive=True, arguments={
+        "x-max-length": 1, "x-overflow": "reject-publish"}).method.queue
+    returns = []
+    ch.add_on_return_callback(lambda *a: returns.append(a))
+    ch.confirm_delivery()
+    ch.basic_publish("", q, b"fits", mandatory=True)
+    with pytest.raises(pex.NackError):
+        ch.basic_publish("", q, b"refused", mandatory=True)
+    assert returns == []  # a nack, never a return
+    assert [b for _, _, b in drain(conn, ch, q)] == [b"fits"]
+
+
+def test_max_length_bytes_drop_head(conn, ch):
+    q = ch.queue_declare("", exclusive=True,
+                         arguments={"x-max-length-bytes": 10}).method.queue
+    ch.basic_publish("", q, b"12345")
+    ch.basic_publish("", q, b"67890")
+    ch.basic_publish("", q, b"abc")
+    assert [b for _, _, b in drain(conn, ch, q, n=2)] == [b"67890", b"abc"]
+
+
+def test_queue_expires_when_unused(conn, ch):
+    q = uid("exp")
+    ch.queue_declare(q, arguments={"x-expires": 200})
+    # A passive declare counts as a use and restarts the timer: poll slower than x-expires.
+    wait_for(lambda: not queue_exists(conn, q), timeout=10, interval=0.6,
+             what="x-expires queue to go")
+
+
+# ----------------------------------------------------------------- alternate exchange
+
+def test_alternate_exchange(conn, ch):
+    ae, x = uid("ae"), uid("x")
+    ch.exchange_declare(ae, "fanout", auto_delete=True)
+    ch.exchange_declare(x, "direct", auto_delete=True, arguments={"alternate-exchange": ae})
+    aq = ch.queue_declare("", exclusive=True).method.queue
+    q = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(aq, ae)
+    ch.queue_bind(q, x, "known")
+    returns = []
+    ch.add_on_return_callback(lambda *a: returns.append(a))
+    ch.basic_publish(x, "known", b"k", mandatory=True)
+    ch.basic_publish(x, "unknown", b"u", mandatory=True)
+    assert received(conn, ch, q) == [b"k"]
+    assert received(conn, ch, aq) == [b"u"]
+    settle(conn, 0.1)
+    assert returns == []  # routed through the AE: not returned
+
+
+def test_alternate_exchange_not_used_when_binding_matches_empty_exchange(conn, ch):
+    ae, x, y = uid("ae"), uid("x"), uid("y")
+    ch.exchange_declare(ae, "fanout", auto_delete=True)
+    ch.exchange_declare(x, "direct", arguments={"alternate-exchange": ae})
+    ch.exchange_declare(y, "fanout")  # no queues behind it
+    aq = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(aq, ae)
+    ch.exchange_bind(y, x, "to-y")
+    returns = []
+    ch.add_on_return_callback(lambda c, m, p, b: returns.append(m.reply_code))
+    ch.basic_publish(x, "to-y", b"dropped", mandatory=True)
+    pump(conn, lambda: returns, what="basic.return")
+    assert returns == [312]
+    assert received(conn, ch, aq) == []
+    ch.exchange_delete(x)
+    ch.exchange_delete(y)
+
+
+# ----------------------------------------------------------------- priorities
+
+def test_priority_queue_orders_and_clamps(conn, ch):
+    q = ch.queue_declare("", exclusive=True, arguments={"x-max-priority": 5}).method.queue
+    for body, prio in [(b"p1", 1), (b"p0", None), (b"p9", 9), (b"p3", 3), (b"p5", 5)]:
+        ch.basic_publish("", q, body, pika.BasicProperties(priority=prio))
+    wait_count(conn, q, 5)
+    got = [b for _, _, b in drain(conn, ch, q)]
+    # 9 is clamped to 5 and so ties with p5 (FIFO among equals)
+    assert got == [b"p9", b"p5", b"p3", b"p1", b"p0"]
+
+
+def test_max_priority_zero_accepted(ch):
+    ch.queue_declare("", exclusive=True, arguments={"x-max-priority": 0})
+
+
+def test_consumer_priority(conn, ch):
+    q = ch.queue_declare("", exclusive=True).method.queue
+    low, high = Collector(), Collector()
+    ch.basic_consume(q, low, auto_ack=True)
+    ch.basic_consume(q, high, auto_ack=True, arguments={"x-priority": 10})
+    pub = conn.channel()
+    for i in range(10):
+        pub.basic_publish("", q, b"%d" % i)
+    pump(conn, lambda: len(low.msgs) + len(high.msgs) == 10)
+    assert len(high.msgs) == 10 and low.msgs == []
+
+
+# ----------------------------------------------------------------- CC / BCC
+
+def test_cc_and_bcc_routing(conn, ch):
+    x = uid("x")
+    ch.exchange_declare(x, "direct", auto_delete=True)
+    qs = {}
+    for k in ("main", "cc1", "bcc1", "other"):
+        qs[k] = ch.queue_declare("", exclusive=True).method.queue
+        ch.queue_bind(qs[k], x, k)
+    ch.basic_publish(x, "main", b"m", pika.BasicProperties(
+        headers={"CC": ["cc1"], "BCC": ["bcc1"], "h": 1}))
+    got = {k: drain(conn, ch, q, n=1, timeout=2) for k, q in qs.items() if k != "other"}
+    for k, msgs in got.items():
+        assert len(msgs) == 1, k
+        m, p, b = msgs[0]
+        assert m.routing_key == "main"
+        assert "BCC" not in p.headers  # BCC is removed
+        assert p.headers["CC"] == ["cc1"]
+    assert received(conn, ch, qs["other"]) == []
+
+
+def test_cc_as_string_406(conn, ch):
+    q = ch.queue_declare("", exclusive=True).method.queue
+    with channel_error(conn, ch, 406, 'PRECONDITION_FAILED - invalid message: '
+                       '{unacceptable_type_in_header,"CC",longstr}'):
+        ch.basic_publish("", q, b"x", pika.BasicProperties(headers={"CC": "oops"}))
+
+
+# ----------------------------------------------------------------- direct reply-to
+
+def test_direct_reply_to_round_trip(conn, connect):
+    client = conn.channel()
+    replies = Collector()
+    client.basic_consume("amq.rabbitmq.reply-to", replies, auto_ack=True)
+    server_conn = connect()
+    server = server_conn.channel()
+    rq = server.queue_declare("", exclusive=True).method.queue
+    client.basic_publish("", rq, b"ping",
+                         pika.BasicProperties(reply_to="amq.rabbitmq.reply-to",
+                                              correlation_id="c1"))
+    m, p, b = drain(server_conn, server, rq, n=1)[0]
+    assert p.reply_to.startswith("amq.rabbitmq.reply-to.")
+    server.basic_publish("", p.reply_to, b"pong",
+                         pika.BasicProperties(correlation_id=p.correlation_id))
+    pump(conn, lambda: replies.msgs)
+    m, p, b = replies.msgs[0]
+    assert b == b"pong" and p.correlation_id == "c1"
+    assert m.routing_key.startswith("amq.rabbitmq.reply-to.")
+
+
+def test_direct_reply_to_requires_no_ack(conn, ch):
+    with channel_error(conn, ch, 406, "PRECONDITION_FAILED - reply consumer cannot "
+                       "acknowledge"):
+        ch.basic_consume("amq.rabbitmq.reply-to", lambda *a: None, auto_ack=False)
+
+
+def test_direct_reply_to_publish_without_consumer(conn, ch):
+    q = ch.queue_declare("", exclusive=True).method.queue
+    with channel_error(conn, ch, 406, "PRECONDITION_FAILED - fast reply consumer does not "
+                       "exist"):
+        ch.basic_publish("", q, b"x", pika.BasicProperties(reply_to="amq.rabbitmq.reply-to"))
+
+
+def test_direct_reply_to_second_consumer(conn, ch):
+    ch.basic_consume("amq.rabbitmq.reply-to", lambda *a: None, auto_ack=True)
+    with channel_error(conn, ch, 406, "PRECONDITION_FAILED - reply consumer already set"):
+        ch.basic_consume("amq.rabbitmq.reply-to", lambda *a: None, auto_ack=True)
