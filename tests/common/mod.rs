@@ -162,6 +162,49 @@ impl TestBroker {
         format!("{}?{}", self.uri(), query)
     }
 
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// The vhost name, percent-decoded (`/%2f` -> `/`).
+    pub fn vhost(&self) -> String {
+        let enc = self
+            .vhost_path
+            .strip_prefix('/')
+            .unwrap_or(&self.vhost_path);
+        if enc.is_empty() {
+            return "/".to_string();
+        }
+        let bytes = enc.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' && i + 2 < bytes.len() {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                if let Ok(b) = u8::from_str_radix(hex, 16) {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(bytes[i]);
+            i += 1;
+        }
+        String::from_utf8(out).expect("vhost is UTF-8")
+    }
+
     /// `host:port` for raw sockets.
     pub fn addr(&self) -> String {
         format!("{}:{}", self.host, self.port)
