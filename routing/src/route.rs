@@ -1,0 +1,140 @@
+//! The per-publish input and output of routing: [`RoutableMessage`] borrows
+//! what matching reads of a message, and [`Route`] carries the resulting queue
+//! list in a `Vec` the caller reuses, so routing need not allocate.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use amq_protocol_types::FieldTable;
+
+/// What routing reads of a message. Borrowed: building one allocates nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct RoutableMessage<'a> {
+    pub routing_key: &'a str,
+    pub headers: Option<&'a FieldTable>,
+}
+
+/// The result of routing one message.
+#[derive(Clone, Debug, Default)]
+pub struct Route {
+    /// Each destination queue once, in the order first reached.
+    pub queues: Vec<Arc<str>>,
+}
+
+/// Up to this many queues, duplicates are found by a linear scan of the
+/// output; past it a hash set takes over so large fan-outs stay linear.
+const LINEAR_DEDUP_LIMIT: usize = 16;
+
+/// Appends queues to a [`Route`] once each, preserving first-reached order.
+///
+/// Checking is skipped while the caller vouches that nothing pushed can be a
+/// duplicate (the first exchange of a walk, when its matcher never repeats a
+/// destination), which keeps plain direct and fanout publishes scan-free.
+pub(crate) struct QueueCollector<'r> {
+    queues: &'r mut Vec<Arc<str>>,
+    seen: Option<HashSet<Arc<str>>>,
+    check: bool,
+}
+
+impl<'r> QueueCollector<'r> {
+    /// Clears `route` and collects into it.
+    pub(crate) fn new(route: &'r mut Route) -> Self {
+        route.queues.clear();
+        Self {
+            queues: &mut route.queues,
+            seen: None,
+            check: true,
+        }
+    }
+
+    /// Whether nothing has been collected yet.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queues.is_empty()
+    }
+
+    /// Sets whether the next pushes may repeat a queue already collected.
+    pub(crate) fn set_check(&mut self, check: bool) {
+        self.check = check;
+    }
+
+    pub(crate) fn push(&mut self, queue: &Arc<str>) {
+        if let Some(seen) = &mut self.seen {
+            if !seen.insert(queue.clone()) {
+                return;
+            }
+        } else if self.check {
+            if self.queues.len() < LINEAR_DEDUP_LIMIT {
+                if self.queues.iter().any(|q| **q == **queue) {
+                    return;
+                }
+            } else {
+                let mut seen: HashSet<Arc<str>> = self.queues.iter().cloned().collect();
+                let fresh = seen.insert(queue.clone());
+                self.seen = Some(seen);
+                if !fresh {
+                    return;
+                }
+            }
+        }
+        self.queues.push(queue.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(route: &Route) -> Vec<&str> {
+        route.queues.iter().map(|q| &**q).collect()
+    }
+
+    #[test]
+    fn collector_clears_previous_result() {
+        let mut route = Route {
+            queues: vec!["stale".into()],
+        };
+        let mut c = QueueCollector::new(&mut route);
+        assert!(c.is_empty());
+        c.push(&"a".into());
+        assert_eq!(names(&route), ["a"]);
+    }
+
+    #[test]
+    fn collector_deduplicates_in_first_reached_order() {
+        let mut route = Route::default();
+        let mut c = QueueCollector::new(&mut route);
+        for q in ["b", "a", "b", "c", "a"] {
+            c.push(&q.into());
+        }
+        assert_eq!(names(&route), ["b", "a", "c"]);
+    }
+
+    #[test]
+    fn collector_deduplicates_past_the_linear_limit() {
+        let mut route = Route::default();
+        let mut c = QueueCollector::new(&mut route);
+        for _ in 0..3 {
+            for i in 0..100 {
+                c.push(&format!("q{i}").into());
+            }
+        }
+        let expected: Vec<String> = (0..100).map(|i| format!("q{i}")).collect();
+        assert_eq!(names(&route), expected);
+    }
+
+    #[test]
+    fn collector_keeps_hash_set_in_sync_when_unchecked() {
+        let mut route = Route::default();
+        let mut c = QueueCollector::new(&mut route);
+        for i in 0..40 {
+            c.push(&format!("q{i}").into());
+        }
+        c.push(&"q0".into()); // builds the set
+        c.set_check(false);
+        c.push(&"new".into()); // unchecked, but must enter the set
+        c.set_check(true);
+        c.push(&"new".into());
+        assert_eq!(route.queues.len(), 41);
+        assert_eq!(&*route.queues[40], "new");
+    }
+}

@@ -1,0 +1,80 @@
+//! A published message, as queues hold it.
+//!
+//! A message is built once by the publishing channel and shared (`Arc`) by every
+//! queue it is routed to; its body is a `Bytes` cut straight out of the
+//! connection's read buffer, so routing to N queues copies nothing. The content
+//! header is kept in its received encoding too: a delivery writes those bytes
+//! back unchanged, which both saves re-encoding and guarantees that header tables
+//! round-trip exactly as the publisher sent them.
+
+use amq_protocol::protocol::basic::AMQPProperties;
+use amq_protocol::types::{AMQPValue, FieldTable, ShortString};
+use bytes::Bytes;
+
+use crate::frame;
+
+/// An immutable published message.
+#[derive(Debug)]
+pub struct Message {
+    pub exchange: ShortString,
+    pub routing_key: ShortString,
+    pub properties: AMQPProperties,
+    /// The content-header payload as the publisher sent it, if it still matches
+    /// `properties` (None once the broker changed the properties).
+    pub raw_header: Option<Bytes>,
+    pub body: Bytes,
+}
+
+impl Message {
+    pub fn headers(&self) -> Option<&FieldTable> {
+        self.properties.headers().as_ref()
+    }
+
+    /// Whether the publisher asked for persistence (delivery-mode 2).
+    pub fn is_persistent(&self) -> bool {
+        *self.properties.delivery_mode() == Some(2)
+    }
+
+    /// Size as RabbitMQ counts it for byte limits: the body.
+    pub fn body_len(&self) -> usize {
+        self.body.len()
+    }
+
+    /// Appends the content header and body frames of this message on `channel`.
+    pub fn encode_content(&self, out: &mut Vec<u8>, channel: u16, frame_max: u32) {
+        match &self.raw_header {
+            Some(raw) => frame::push_raw_header(out, channel, raw),
+            None => frame::push_header(
+                out,
+                channel,
+                self.body.len() as u64,
+                self.properties.clone(),
+            ),
+        }
+        frame::push_body(out, channel, &self.body, frame_max);
+    }
+}
+
+/// A header value as a string, whichever string type the client used.
+pub fn value_as_str(value: &AMQPValue) -> Option<&str> {
+    match value {
+        AMQPValue::ShortString(s) => Some(s.as_str()),
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
+        _ => None,
+    }
+}
+
+/// A header or argument value as an integer, whichever integer type the client used.
+pub fn value_as_i64(value: &AMQPValue) -> Option<i64> {
+    Some(match *value {
+        AMQPValue::ShortShortInt(v) => v.into(),
+        AMQPValue::ShortShortUInt(v) => v.into(),
+        AMQPValue::ShortInt(v) => v.into(),
+        AMQPValue::ShortUInt(v) => v.into(),
+        AMQPValue::LongInt(v) => v.into(),
+        AMQPValue::LongUInt(v) => v.into(),
+        AMQPValue::LongLongInt(v) => v,
+        AMQPValue::Timestamp(v) => i64::try_from(v).ok()?,
+        _ => return None,
+    })
+}

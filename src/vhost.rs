@@ -1,0 +1,550 @@
+//! A virtual host: its exchanges, queues and bindings.
+//!
+//! Publishers read a vhost through an immutable [`Snapshot`] loaded from an
+//! `ArcSwap`: routing a message takes no lock at all. Declares, deletes and
+//! binds are rare next to publishes; they serialise on one admin mutex, copy the
+//! snapshot (queues and exchanges are `Arc`s, the topology copies only the
+//! exchange it changes) and swap the copy in. This module owns those metadata
+//! rules (naming, equivalence, exclusivity, auto-delete); it does not touch
+//! message state, which belongs to each [`Queue`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use amq_protocol::protocol::{basic, AMQPClass};
+use amq_protocol::types::FieldTable;
+use arc_swap::{ArcSwap, Guard};
+use parking_lot::Mutex;
+use warren_routing::{Destination, ExchangeKind, Topology};
+
+use crate::arguments::{self, check_equivalent, inequivalent_property};
+use crate::consumer::Consumer;
+use crate::error::{in_vhost, AmqpError};
+use crate::frame;
+use crate::queue::{Queue, QueueConfig};
+
+/// An exchange's declared properties (its bindings live in the topology).
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub name: Arc<str>,
+    pub kind: ExchangeKind,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+}
+
+/// Everything a publisher needs to route, as one immutable value.
+#[derive(Clone, Default)]
+pub struct Snapshot {
+    pub topology: Topology,
+    pub exchanges: HashMap<Arc<str>, Arc<Exchange>>,
+    pub queues: HashMap<Arc<str>, Arc<Queue>>,
+}
+
+/// exchange.declare as the vhost sees it.
+pub struct ExchangeDeclare<'a> {
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub passive: bool,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: &'a FieldTable,
+}
+
+/// queue.declare as the vhost sees it (the name already generated if it was empty).
+pub struct QueueDeclare<'a> {
+    pub name: &'a str,
+    pub passive: bool,
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub arguments: &'a FieldTable,
+    /// The declaring connection.
+    pub connection: u64,
+}
+
+/// The system exchanges every vhost has.
+const SYSTEM_EXCHANGES: &[(&str, ExchangeKind, bool)] = &[
+    ("amq.direct", ExchangeKind::Direct, false),
+    ("amq.fanout", ExchangeKind::Fanout, false),
+    ("amq.topic", ExchangeKind::Topic, false),
+    ("amq.headers", ExchangeKind::Headers, false),
+    ("amq.match", ExchangeKind::Headers, false),
+    ("amq.rabbitmq.trace", ExchangeKind::Topic, true),
+];
+
+pub struct VHost {
+    pub name: Arc<str>,
+    state: ArcSwap<Snapshot>,
+    admin: Mutex<()>,
+}
+
+impl VHost {
+    pub fn new(name: &str) -> Arc<Self> {
+        let mut snap = Snapshot::default();
+        for (xname, kind, internal) in SYSTEM_EXCHANGES {
+            let xname: Arc<str> = Arc::from(*xname);
+            snap.topology.add_exchange(&xname, *kind);
+            snap.exchanges.insert(
+                xname.clone(),
+                Arc::new(Exchange {
+                    name: xname,
+                    kind: *kind,
+                    durable: true,
+                    auto_delete: false,
+                    internal: *internal,
+                    arguments: FieldTable::default(),
+                }),
+            );
+        }
+        Arc::new(Self {
+            name: Arc::from(name),
+            state: ArcSwap::from_pointee(snap),
+            admin: Mutex::new(()),
+        })
+    }
+
+    /// The current state, for routing and lookups. Cheap; takes no lock.
+    pub fn snapshot(&self) -> Guard<Arc<Snapshot>> {
+        self.state.load()
+    }
+
+    /// Applies a change to a copy of the state and publishes it.
+    fn update<R>(
+        &self,
+        change: impl FnOnce(&mut Snapshot) -> Result<R, AmqpError>,
+    ) -> Result<R, AmqpError> {
+        let _admin = self.admin.lock();
+        let mut snap = Snapshot::clone(&self.state.load());
+        let result = change(&mut snap)?;
+        self.state.store(Arc::new(snap));
+        Ok(result)
+    }
+
+    fn no_exchange(&self, name: &str) -> AmqpError {
+        AmqpError::NotFound(format!("no {}", in_vhost("exchange", name, &self.name)))
+    }
+
+    fn no_queue(&self, name: &str) -> AmqpError {
+        AmqpError::NotFound(format!("no {}", in_vhost("queue", name, &self.name)))
+    }
+
+    fn locked(&self, name: &str) -> AmqpError {
+        AmqpError::ResourceLocked(format!(
+            "cannot obtain exclusive access to locked {}. It could be originally declared on \
+             another connection or the exclusive property value does not match that of the \
+             original declaration.",
+            in_vhost("queue", name, &self.name)
+        ))
+    }
+
+    /// Looks up an exchange for publishing (404 when missing).
+    pub fn exchange(&self, snap: &Snapshot, name: &str) -> Result<Arc<Exchange>, AmqpError> {
+        snap.exchanges
+            .get(name)
+            .cloned()
+            .ok_or_else(|| self.no_exchange(name))
+    }
+
+    /// Looks up a queue as `connection` may use it (404 missing, 405 someone else's exclusive queue).
+    pub fn queue(&self, name: &str, connection: u64) -> Result<Arc<Queue>, AmqpError> {
+        let snap = self.snapshot();
+        let queue = snap.queues.get(name).ok_or_else(|| self.no_queue(name))?;
+        match queue.config.exclusive_owner {
+            Some(owner) if owner != connection => Err(self.locked(name)),
+            _ => Ok(queue.clone()),
+        }
+    }
+
+    pub fn declare_exchange(&self, req: &ExchangeDeclare<'_>) -> Result<(), AmqpError> {
+        if req.name.is_empty() {
+            return Err(AmqpError::AccessRefused(
+                "operation not permitted on the default exchange".into(),
+            ));
+        }
+        if req.passive {
+            return self.exchange(&self.snapshot(), req.name).map(|_| ());
+        }
+        let kind = ExchangeKind::parse(req.kind).ok_or_else(|| {
+            AmqpError::CommandInvalid(format!("invalid exchange type '{}'", req.kind))
+        })?;
+        if let Some(existing) = self.snapshot().exchanges.get(req.name) {
+            return self.check_exchange_equivalent(existing, kind, req);
+        }
+        if req.name.starts_with("amq.") {
+            return Err(AmqpError::AccessRefused(format!(
+                "exchange name '{}' contains reserved prefix 'amq.*'",
+                req.name
+            )));
+        }
+        self.update(|snap| {
+            if let Some(existing) = snap.exchanges.get(req.name) {
+                return self.check_exchange_equivalent(existing, kind, req);
+            }
+            let name: Arc<str> = Arc::from(req.name);
+            snap.topology.add_exchange(&name, kind);
+            if let Some(table) = snap.topology.exchange_mut(&name) {
+                let ae = req
+                    .arguments
+                    .inner()
+                    .get("alternate-exchange")
+                    .and_then(crate::message::value_as_str)
+                    .map(Arc::from);
+                table.set_alternate_exchange(ae);
+            }
+            snap.exchanges.insert(
+                name.clone(),
+                Arc::new(Exchange {
+                    name,
+                    kind,
+                    durable: req.durable,
+                    auto_delete: req.auto_delete,
+                    internal: req.internal,
+                    arguments: req.arguments.clone(),
+                }),
+            );
+            Ok(())
+        })
+    }
+
+    fn check_exchange_equivalent(
+        &self,
+        existing: &Exchange,
+        kind: ExchangeKind,
+        req: &ExchangeDeclare<'_>,
+    ) -> Result<(), AmqpError> {
+        let differ = |property: &str, received: String, current: String| {
+            inequivalent_property(
+                "exchange", req.name, &self.name, property, received, current,
+            )
+        };
+        if existing.kind != kind {
+            return Err(differ(
+                "type",
+                kind.as_str().into(),
+                existing.kind.as_str().into(),
+            ));
+        }
+        if existing.durable != req.durable {
+            return Err(differ(
+                "durable",
+                req.durable.to_string(),
+                existing.durable.to_string(),
+            ));
+        }
+        if existing.auto_delete != req.auto_delete {
+            return Err(differ(
+                "auto_delete",
+                req.auto_delete.to_string(),
+                existing.auto_delete.to_string(),
+            ));
+        }
+        if existing.internal != req.internal {
+            return Err(differ(
+                "internal",
+                req.internal.to_string(),
+                existing.internal.to_string(),
+            ));
+        }
+        check_equivalent(
+            "exchange",
+            req.name,
+            &self.name,
+            arguments::EXCHANGE_COMPARED,
+            &existing.arguments,
+            req.arguments,
+        )
+    }
+
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
+        if name.is_empty() {
+            return Err(AmqpError::AccessRefused(
+                "operation not permitted on the default exchange".into(),
+            ));
+        }
+        if SYSTEM_EXCHANGES.iter().any(|(n, _, _)| *n == name) {
+            return Err(AmqpError::AccessRefused(format!(
+                "deletion of system exchange '{name}' in vhost '{}' not allowed",
+                self.name
+            )));
+        }
+        if !self.snapshot().exchanges.contains_key(name) {
+            return Ok(());
+        }
+        self.update(|snap| {
+            if !snap.exchanges.contains_key(name) {
+                return Ok(());
+            }
+            let in_use = snap
+                .topology
+                .exchange(name)
+                .is_some_and(|x| x.binding_count() > 0);
+            if if_unused && in_use {
+                return Err(AmqpError::PreconditionFailed(format!(
+                    "{} in use",
+                    in_vhost("exchange", name, &self.name)
+                )));
+            }
+            let before = auto_delete_counts(snap);
+            snap.exchanges.remove(name);
+            snap.topology.remove_exchange(name);
+            reap_auto_delete(snap, before);
+            Ok(())
+        })
+    }
+
+    /// Declares (or checks) a queue; returns it with its ready and consumer counts.
+    pub fn declare_queue(
+        &self,
+        req: &QueueDeclare<'_>,
+    ) -> Result<(Arc<Queue>, u32, u32), AmqpError> {
+        let existing = self.snapshot().queues.get(req.name).cloned();
+        let queue = match existing {
+            Some(queue) => {
+                self.check_queue_equivalent(&queue, req)?;
+                queue
+            }
+            None if req.passive => return Err(self.no_queue(req.name)),
+            None => self.update(|snap| {
+                if let Some(queue) = snap.queues.get(req.name) {
+                    self.check_queue_equivalent(queue, req)?;
+                    return Ok(queue.clone());
+                }
+                let name: Arc<str> = Arc::from(req.name);
+                let queue = Queue::new(QueueConfig {
+                    name: name.clone(),
+                    vhost: self.name.clone(),
+                    durable: req.durable,
+                    exclusive_owner: req.exclusive.then_some(req.connection),
+                    auto_delete: req.auto_delete,
+                    arguments: req.arguments.clone(),
+                });
+                snap.queues.insert(name, queue.clone());
+                Ok(queue)
+            })?,
+        };
+        Ok((queue.clone(), queue.message_count(), queue.consumer_count()))
+    }
+
+    fn check_queue_equivalent(
+        &self,
+        queue: &Queue,
+        req: &QueueDeclare<'_>,
+    ) -> Result<(), AmqpError> {
+        let cfg = &queue.config;
+        if let Some(owner) = cfg.exclusive_owner {
+            if owner != req.connection {
+                return Err(self.locked(req.name));
+            }
+        }
+        if req.passive {
+            return Ok(());
+        }
+        if cfg.exclusive_owner.is_some() != req.exclusive {
+            return Err(self.locked(req.name));
+        }
+        let differ = |property: &str, received: bool, current: bool| {
+            inequivalent_property("queue", req.name, &self.name, property, received, current)
+        };
+        if cfg.durable != req.durable {
+            return Err(differ("durable", req.durable, cfg.durable));
+        }
+        if cfg.auto_delete != req.auto_delete {
+            return Err(differ("auto_delete", req.auto_delete, cfg.auto_delete));
+        }
+        check_equivalent(
+            "queue",
+            req.name,
+            &self.name,
+            arguments::QUEUE_COMPARED,
+            &cfg.arguments,
+            req.arguments,
+        )
+    }
+
+    /// Deletes a queue (missing is fine); returns its ready count.
+    pub fn delete_queue(
+        &self,
+        name: &str,
+        connection: u64,
+        if_unused: bool,
+        if_empty: bool,
+    ) -> Result<u32, AmqpError> {
+        let queue = match self.queue(name, connection) {
+            Ok(queue) => queue,
+            Err(AmqpError::NotFound(_)) => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        queue.check_delete(if_unused, if_empty)?;
+        Ok(self.remove_queue(&queue))
+    }
+
+    /// Removes a queue unconditionally (exclusive owner gone, auto-delete, queue.delete).
+    pub fn remove_queue(&self, queue: &Arc<Queue>) -> u32 {
+        let removed = self.update(|snap| {
+            let Some(current) = snap.queues.get(queue.name()) else {
+                return Ok(false);
+            };
+            if !Arc::ptr_eq(current, queue) {
+                return Ok(false);
+            }
+            let before = auto_delete_counts(snap);
+            snap.queues.remove(queue.name());
+            snap.topology.remove_queue(queue.name());
+            reap_auto_delete(snap, before);
+            Ok(true)
+        });
+        if !matches!(removed, Ok(true)) {
+            return 0;
+        }
+        let (count, consumers) = queue.delete();
+        for consumer in consumers {
+            notify_cancel(&consumer);
+        }
+        count
+    }
+
+    pub fn bind(
+        &self,
+        source: &str,
+        destination: Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+        connection: u64,
+    ) -> Result<(), AmqpError> {
+        self.check_binding_ends(source, &destination, connection)?;
+        if self.snapshot().topology.exchange(source).is_some_and(|x| {
+            x.bindings()
+                .iter()
+                .any(|(d, k, a)| d == &destination && &**k == routing_key && a == arguments)
+        }) {
+            return Ok(());
+        }
+        self.update(|snap| {
+            if !snap.exchanges.contains_key(source) {
+                return Err(self.no_exchange(source));
+            }
+            snap.topology
+                .bind(source, destination.clone(), routing_key, arguments)
+                .map(|_| ())
+                .map_err(|e| match e {
+                    warren_routing::BindError::InvalidArgument(text) => {
+                        AmqpError::PreconditionFailed(text)
+                    }
+                    warren_routing::BindError::NoSourceExchange => self.no_exchange(source),
+                })
+        })
+    }
+
+    pub fn unbind(
+        &self,
+        source: &str,
+        destination: Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+        connection: u64,
+    ) -> Result<(), AmqpError> {
+        self.check_binding_ends(source, &destination, connection)?;
+        self.update(|snap| {
+            let before = auto_delete_counts(snap);
+            snap.topology
+                .unbind(source, &destination, routing_key, arguments);
+            reap_auto_delete(snap, before);
+            Ok(())
+        })
+    }
+
+    fn check_binding_ends(
+        &self,
+        source: &str,
+        destination: &Destination,
+        connection: u64,
+    ) -> Result<(), AmqpError> {
+        let default_exchange =
+            || AmqpError::AccessRefused("operation not permitted on the default exchange".into());
+        if source.is_empty() {
+            return Err(default_exchange());
+        }
+        match destination {
+            Destination::Queue(q) => {
+                self.queue(q, connection)?;
+            }
+            Destination::Exchange(x) => {
+                if x.is_empty() {
+                    return Err(default_exchange());
+                }
+                if !self.snapshot().exchanges.contains_key(&**x) {
+                    return Err(self.no_exchange(x));
+                }
+            }
+        }
+        if !self.snapshot().exchanges.contains_key(source) {
+            return Err(self.no_exchange(source));
+        }
+        Ok(())
+    }
+}
+
+/// Binding counts of the auto-delete exchanges, taken before a change.
+fn auto_delete_counts(snap: &Snapshot) -> Vec<(Arc<str>, usize)> {
+    snap.exchanges
+        .values()
+        .filter(|x| x.auto_delete)
+        .map(|x| {
+            let count = snap
+                .topology
+                .exchange(&x.name)
+                .map_or(0, |t| t.binding_count());
+            (x.name.clone(), count)
+        })
+        .collect()
+}
+
+/// Deletes auto-delete exchanges that lost their last binding in this change
+/// (and, transitively, those that lost theirs because of that).
+fn reap_auto_delete(snap: &mut Snapshot, mut before: Vec<(Arc<str>, usize)>) {
+    loop {
+        let doomed: Vec<Arc<str>> = before
+            .iter()
+            .filter(|(name, count)| {
+                *count > 0
+                    && snap
+                        .topology
+                        .exchange(name)
+                        .is_some_and(|t| t.binding_count() == 0)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        if doomed.is_empty() {
+            return;
+        }
+        before = auto_delete_counts(snap);
+        for name in doomed {
+            snap.exchanges.remove(&name);
+            snap.topology.remove_exchange(&name);
+        }
+    }
+}
+
+/// Tells a consumer's client that the server cancelled it (queue deleted), if
+/// the client announced consumer_cancel_notify.
+pub fn notify_cancel(consumer: &Arc<Consumer>) {
+    let conn = &consumer.channel.conn;
+    if !conn.consumer_cancel_notify {
+        return;
+    }
+    let channel = consumer.channel.id;
+    let tag = consumer.tag.clone();
+    conn.outbox.send(|out| {
+        frame::push_method(
+            out,
+            channel,
+            AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
+                consumer_tag: tag,
+                nowait: true,
+            })),
+        )
+    });
+}
