@@ -6,6 +6,8 @@
 
 mod common;
 
+use amq_protocol::protocol::{connection, AMQPClass};
+use amq_protocol::types::{FieldTable, LongString};
 use common::raw::*;
 use common::*;
 
@@ -418,6 +420,84 @@ async fn non_amqp_greeting_gets_our_header_back_then_close() {
     within(async {
         let broker = TestBroker::start().await;
         expect_protocol_header_then_close(&broker, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert_broker_serves(&broker.uri()).await;
+    })
+    .await
+}
+
+/// Handshake up to tune-ok with the given values, then connection.open; return how it ended.
+async fn tune_ok_then_open(addr: &str, frame_max: u32, channel_max: u16) -> Ending {
+    let mut c = RawClient::connect(addr).await;
+    c.write(PROTOCOL_HEADER).await;
+    match c.expect_method().await {
+        (0, AMQPClass::Connection(connection::AMQPMethod::Start(_))) => {}
+        other => panic!("expected connection.start, got {other:?}"),
+    }
+    c.write(&method(
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
+            client_properties: FieldTable::default(),
+            mechanism: "PLAIN".into(),
+            response: LongString::from(&b"\0guest\0guest"[..]),
+            locale: "en_US".into(),
+        })),
+    ))
+    .await;
+    match c.expect_method().await {
+        (0, AMQPClass::Connection(connection::AMQPMethod::Tune(_))) => {}
+        other => panic!("expected connection.tune, got {other:?}"),
+    }
+    c.write(&method(
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
+            channel_max,
+            frame_max,
+            heartbeat: 0,
+        })),
+    ))
+    .await;
+    let _ = c
+        .try_write(&method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
+                virtual_host: "/".into(),
+            })),
+        ))
+        .await;
+    let ending = c.ending().await;
+    if let Ending::Close(_) = ending {
+        c.close_ok_and_expect_socket_closed().await;
+    }
+    ending
+}
+
+/// tune-ok with frame_max 0, below 4096 or above 131072, or channel_max 0 or above 2047, is
+/// refused: RabbitMQ 3.10 answers nothing and resets the socket after 3 s (never open-ok). A
+/// connection.close 501 or 530 is kinder: accepted against RabbitMQ, required of Warren.
+#[tokio::test]
+async fn tune_ok_out_of_range_is_refused() {
+    within(async {
+        let broker = TestBroker::start().await;
+        let addr = broker.addr();
+        let cases: [(u32, u16); 5] = [(1024, 2047), (0, 2047), (262144, 2047), (131072, 0), (131072, 4000)];
+        let endings = futures_util::future::join_all(
+            cases
+                .iter()
+                .map(|(f, c)| tune_ok_then_open(&addr, *f, *c)),
+        )
+        .await;
+        for ((frame_max, channel_max), ending) in cases.iter().zip(endings) {
+            match ending {
+                Ending::Close(close) => assert!(
+                    close.code == 501 || close.code == 530,
+                    "tune-ok frame_max={frame_max} channel_max={channel_max}: expected close 501 or 530, got {close:?}"
+                ),
+                Ending::Dropped(how) => assert!(
+                    TestBroker::is_external(),
+                    "tune-ok frame_max={frame_max} channel_max={channel_max}: Warren must send connection.close 501/530, it dropped the socket ({how})"
+                ),
+            }
+        }
         assert_broker_serves(&broker.uri()).await;
     })
     .await
