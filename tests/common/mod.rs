@@ -105,6 +105,8 @@ impl TestBroker {
                 .arg(format!("127.0.0.1:{port}"))
                 .arg("--data-dir")
                 .arg(&data_dir)
+                // The log goes to a file: no ANSI colours.
+                .env("NO_COLOR", "1")
                 .stdin(Stdio::null())
                 .stdout(Stdio::from(log))
                 .stderr(Stdio::from(log_err))
@@ -268,6 +270,13 @@ impl Drop for TestBroker {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            if std::thread::panicking() {
+                // The test failed: show what the broker said.
+                eprintln!(
+                    "---- warren log ----\n{}\n---- end of warren log ----",
+                    self.log()
+                );
+            }
         }
     }
 }
