@@ -102,23 +102,162 @@ pub fn check_equivalent(
             _ => true,
         };
         if differs {
-            let show = |v: Option<&AMQPValue>| match v {
-                None => "none".to_string(),
-                Some(v) => format!(
-                    "the value '{}' of type '{}'",
-                    display_value(v),
-                    type_name(v)
+            // RabbitMQ prints bare values when both sides have one, and the
+            // value with its type when one side is missing.
+            let (rec, cur) = match (rec, cur) {
+                (Some(r), Some(c)) => (
+                    format!("'{}'", display_value(r)),
+                    format!("'{}'", display_value(c)),
                 ),
+                _ => {
+                    let show = |v: Option<&AMQPValue>| match v {
+                        None => "none".to_string(),
+                        Some(v) => format!(
+                            "the value '{}' of type '{}'",
+                            display_value(v),
+                            type_name(v)
+                        ),
+                    };
+                    (show(rec), show(cur))
+                }
             };
             return Err(AmqpError::PreconditionFailed(format!(
-                "inequivalent arg '{key}' for {}: received {} but current is {}",
+                "inequivalent arg '{key}' for {}: received {rec} but current is {cur}",
                 in_vhost(kind, name, vhost),
-                show(rec),
-                show(cur)
             )));
         }
     }
     Ok(())
+}
+
+/// The longest TTL RabbitMQ accepts (its timer limit), in milliseconds.
+pub const MAX_EXPIRY: i64 = 4_294_967_295;
+
+/// Checks queue.declare arguments as RabbitMQ does; the error text ends with
+/// RabbitMQ's Erlang term for the problem (`{value_negative,-1}`).
+pub fn validate_queue_arguments(
+    name: &str,
+    vhost: &str,
+    args: &FieldTable,
+) -> Result<(), AmqpError> {
+    for (key, value) in args.inner() {
+        let key = key.as_str();
+        let problem = match key {
+            "x-expires" => int_arg(value).and_then(|v| match v {
+                0 => Err("{value_zero,0}".to_string()),
+                v => check_expiry(v),
+            }),
+            "x-message-ttl" => int_arg(value).and_then(check_expiry),
+            "x-max-length" | "x-max-length-bytes" | "x-delivery-limit" => {
+                int_arg(value).and_then(non_negative)
+            }
+            "x-max-priority" => int_arg(value).and_then(non_negative).and_then(|v| {
+                if v > 255 {
+                    Err(format!("{{max_value_exceeded,{v}}}"))
+                } else {
+                    Ok(v)
+                }
+            }),
+            "x-dead-letter-exchange" => string_arg(value).map(|_| 0),
+            "x-dead-letter-routing-key" => string_arg(value).and_then(|_| {
+                if args.inner().contains_key("x-dead-letter-exchange") {
+                    Ok(0)
+                } else {
+                    Err("routing_key_but_no_dlx_defined".to_string())
+                }
+            }),
+            "x-overflow" => string_arg(value).and_then(|v| {
+                if ["drop-head", "reject-publish", "reject-publish-dlx"].contains(&v) {
+                    Ok(0)
+                } else {
+                    Err("invalid_overflow".to_string())
+                }
+            }),
+            "x-queue-mode" => string_arg(value).and_then(|v| {
+                if ["default", "lazy"].contains(&v) {
+                    Ok(0)
+                } else {
+                    Err("invalid_queue_mode".to_string())
+                }
+            }),
+            "x-single-active-consumer" => match value {
+                AMQPValue::Boolean(_) => Ok(0),
+                other => Err(format!("{{unacceptable_type,{}}}", type_name(other))),
+            },
+            "x-queue-type" => string_arg(value).and_then(|v| match v {
+                "classic" | "quorum" => Ok(0),
+                other => Err(format!("\"unsupported queue type '{other}'\"")),
+            }),
+            _ => Ok(0),
+        };
+        if let Err(problem) = problem {
+            return Err(AmqpError::PreconditionFailed(format!(
+                "invalid arg '{key}' for {}: {problem}",
+                in_vhost("queue", name, vhost)
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn int_arg(value: &AMQPValue) -> Result<i64, String> {
+    match value {
+        AMQPValue::ShortShortInt(_)
+        | AMQPValue::ShortShortUInt(_)
+        | AMQPValue::ShortInt(_)
+        | AMQPValue::ShortUInt(_)
+        | AMQPValue::LongInt(_)
+        | AMQPValue::LongUInt(_)
+        | AMQPValue::LongLongInt(_) => {
+            crate::message::value_as_i64(value).ok_or_else(|| "{value_too_large}".to_string())
+        }
+        other => Err(format!("{{unacceptable_type,{}}}", type_name(other))),
+    }
+}
+
+fn string_arg(value: &AMQPValue) -> Result<&str, String> {
+    match value {
+        AMQPValue::LongString(_) | AMQPValue::ShortString(_) => {
+            crate::message::value_as_str(value).ok_or_else(|| "{invalid_utf8}".to_string())
+        }
+        other => Err(format!("{{unacceptable_type,{}}}", type_name(other))),
+    }
+}
+
+fn non_negative(v: i64) -> Result<i64, String> {
+    if v < 0 {
+        Err(format!("{{value_negative,{v}}}"))
+    } else {
+        Ok(v)
+    }
+}
+
+/// RabbitMQ's check_expiry: a TTL is 0..=MAX_EXPIRY milliseconds.
+pub fn check_expiry(v: i64) -> Result<i64, String> {
+    if v < 0 {
+        Err(format!("{{value_negative,{v}}}"))
+    } else if v > MAX_EXPIRY {
+        Err(format!("{{value_too_large,{v}}}"))
+    } else {
+        Ok(v)
+    }
+}
+
+/// Parses a message's `expiration` property as RabbitMQ does; the error is the
+/// reason printed in `invalid expiration '...': <reason>`.
+pub fn parse_expiration(text: &str) -> Result<u64, String> {
+    let digits_end = text
+        .char_indices()
+        .find(|(i, c)| !(c.is_ascii_digit() || (*i == 0 && (*c == '-' || *c == '+'))))
+        .map_or(text.len(), |(i, _)| i);
+    let (number, rest) = text.split_at(digits_end);
+    let Ok(n) = number.parse::<i64>() else {
+        return Err("no_integer".to_string());
+    };
+    if !rest.is_empty() {
+        return Err(format!("{{leftover_string,\"{rest}\"}}"));
+    }
+    check_expiry(n).map(|n| n as u64)
 }
 
 /// A property mismatch on redeclare (durable, auto_delete, type, internal).
@@ -157,6 +296,36 @@ mod tests {
             err.to_string(),
             "PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue 'q' in vhost '/': \
              received none but current is the value '1000' of type 'signedint'"
+        );
+    }
+
+    #[test]
+    fn argument_validation_texts() {
+        let mut args = FieldTable::default();
+        args.insert("x-max-length".into(), AMQPValue::LongInt(-1));
+        assert_eq!(
+            validate_queue_arguments("q", "/", &args).unwrap_err().to_string(),
+            "PRECONDITION_FAILED - invalid arg 'x-max-length' for queue 'q' in vhost '/': {value_negative,-1}"
+        );
+        let mut args = FieldTable::default();
+        args.insert("x-queue-type".into(), AMQPValue::LongString("bogus".into()));
+        assert!(validate_queue_arguments("q", "/", &args)
+            .unwrap_err()
+            .to_string()
+            .ends_with(": \"unsupported queue type 'bogus'\""));
+    }
+
+    #[test]
+    fn expiration_parsing() {
+        assert_eq!(parse_expiration("1000"), Ok(1000));
+        assert_eq!(parse_expiration("abc"), Err("no_integer".to_string()));
+        assert_eq!(
+            parse_expiration("10abc"),
+            Err("{leftover_string,\"abc\"}".to_string())
+        );
+        assert_eq!(
+            parse_expiration("-5"),
+            Err("{value_negative,-5}".to_string())
         );
     }
 

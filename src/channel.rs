@@ -146,10 +146,11 @@ impl Channel {
                     } else {
                         "expected content body, got non content body frame instead"
                     };
+                    // RabbitMQ names the publish whose content was cut short.
                     return Err(MethodError::new(
                         AmqpError::UnexpectedFrame(text.into()),
-                        class_id,
-                        method_id,
+                        60,
+                        40,
                     ));
                 }
                 self.handle_method(session, *method, &payload)
@@ -222,10 +223,13 @@ impl Channel {
             .into());
         };
         if content.header.is_some() {
-            return Err(AmqpError::UnexpectedFrame(
-                "expected content body, got non content body frame instead".into(),
-            )
-            .into());
+            return Err(MethodError::new(
+                AmqpError::UnexpectedFrame(
+                    "expected content body, got non content body frame instead".into(),
+                ),
+                60,
+                40,
+            ));
         }
         if class_id != 60 {
             return Err(AmqpError::FrameError(format!(
@@ -309,6 +313,13 @@ impl Channel {
                 return Err(err(AmqpError::PreconditionFailed(format!(
                     "user_id property set to '{}' but authenticated user was '{}'",
                     user_id, session.user.name
+                ))));
+            }
+        }
+        if let Some(expiration) = header.properties.expiration() {
+            if let Err(reason) = crate::arguments::parse_expiration(expiration.as_str()) {
+                return Err(err(AmqpError::PreconditionFailed(format!(
+                    "invalid expiration '{expiration}': {reason}"
                 ))));
             }
         }

@@ -84,7 +84,7 @@ pub fn parse(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, AmqpEr
             )));
         }
         return Err(AmqpError::FrameError(format!(
-            "{{frame_too_large,{size},{max_payload}}}"
+            "type {kind}, all octets = <<>>: {{frame_too_large,{size},{max_payload}}}"
         )));
     }
     if buf.len() < size + FRAME_OVERHEAD {
@@ -295,7 +295,10 @@ mod tests {
         let mut buf = BytesMut::new();
         buf.extend_from_slice(&[3, 0, 1, 0, 0, 0x13, 0x88]);
         let err = parse(&mut buf, 4096).unwrap_err();
-        assert_eq!(err.to_string(), "FRAME_ERROR - {frame_too_large,5000,4088}");
+        assert_eq!(
+            err.to_string(),
+            "FRAME_ERROR - type 3, all octets = <<>>: {frame_too_large,5000,4088}"
+        );
     }
 
     #[test]

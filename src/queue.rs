@@ -235,9 +235,7 @@ impl Queue {
             return Err(AmqpError::PreconditionFailed(format!("{what} in use")));
         }
         if if_empty && !st.ready.is_empty() {
-            return Err(AmqpError::PreconditionFailed(format!(
-                "{what} is not empty"
-            )));
+            return Err(AmqpError::PreconditionFailed(format!("{what} not empty")));
         }
         Ok(())
     }

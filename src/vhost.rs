@@ -300,6 +300,9 @@ impl VHost {
         &self,
         req: &QueueDeclare<'_>,
     ) -> Result<(Arc<Queue>, u32, u32), AmqpError> {
+        if !req.passive {
+            arguments::validate_queue_arguments(req.name, &self.name, req.arguments)?;
+        }
         let existing = self.snapshot().queues.get(req.name).cloned();
         let queue = match existing {
             Some(queue) => {
@@ -446,6 +449,32 @@ impl VHost {
         arguments: &FieldTable,
         connection: u64,
     ) -> Result<(), AmqpError> {
+        if source.is_empty() || matches!(&destination, Destination::Exchange(x) if x.is_empty()) {
+            return Err(AmqpError::AccessRefused(
+                "operation not permitted on the default exchange".into(),
+            ));
+        }
+        let exists = self.snapshot().topology.exchange(source).is_some_and(|x| {
+            x.bindings()
+                .iter()
+                .any(|(d, k, a)| d == &destination && &**k == routing_key && a == arguments)
+        });
+        if !exists {
+            // RabbitMQ answers unbind-ok for a binding that does not exist, even
+            // on another connection's exclusive queue; only missing ends are 404.
+            return match &destination {
+                Destination::Queue(q) if !self.snapshot().queues.contains_key(&**q) => {
+                    Err(self.no_queue(q))
+                }
+                Destination::Exchange(x) if !self.snapshot().exchanges.contains_key(&**x) => {
+                    Err(self.no_exchange(x))
+                }
+                _ if !self.snapshot().exchanges.contains_key(source) => {
+                    Err(self.no_exchange(source))
+                }
+                _ => Ok(()),
+            };
+        }
         self.check_binding_ends(source, &destination, connection)?;
         self.update(|snap| {
             let before = auto_delete_counts(snap);

@@ -3,7 +3,7 @@
 //! part, so each (key, destination) pair is indexed once however many argument
 //! variants are bound.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use smallvec::SmallVec;

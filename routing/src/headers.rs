@@ -10,12 +10,20 @@
 //! conditions matches every message, `any` with none matches nothing, and a
 //! message without headers is matched as an empty table.
 //!
-//! Routing tests every binding in turn: headers exchanges rarely have many
-//! bindings, and each test stops at the first decisive condition.
+//! RabbitMQ tests every binding against every message. Here rules are indexed
+//! by *anchors*, hashes of a header name and, where the value can be hashed
+//! consistently with equality, of its value: an `all` rule can only match if
+//! one chosen condition holds, so it is filed under that condition's anchor;
+//! an `any` rule is filed under each of its conditions' anchors. Routing
+//! looks up the anchors of the message's own headers and evaluates only the
+//! rules found there, so its cost follows the candidates, not the bindings.
 
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use amq_protocol_types::{AMQPValue, FieldTable, ShortString};
+use foldhash::HashMap;
+use smallvec::SmallVec;
 
 use crate::binding::{BindError, Destination};
 
@@ -64,20 +72,26 @@ impl HeadersRule {
     }
 
     pub(crate) fn matches(&self, headers: &FieldTable) -> bool {
-        let headers = headers.inner();
-        let holds = |(key, condition): &(ShortString, Condition)| match (
-            headers.get(key.as_str()),
-            condition,
-        ) {
-            (None, _) => false,
-            (Some(_), Condition::Present) => true,
-            (Some(value), Condition::Equals(wanted)) => values_equal(value, wanted),
-        };
         if self.match_all {
-            self.conditions.iter().all(holds)
+            self.conditions.iter().all(|c| holds(c, headers))
         } else {
-            self.conditions.iter().any(holds)
+            self.conditions.iter().any(|c| holds(c, headers))
         }
+    }
+
+    /// The position of the condition on header `name` (conditions are sorted by name).
+    fn condition_on(&self, name: &str) -> Option<usize> {
+        self.conditions
+            .binary_search_by(|(key, _)| key.as_str().cmp(name))
+            .ok()
+    }
+}
+
+fn holds((key, condition): &(ShortString, Condition), headers: &FieldTable) -> bool {
+    match (headers.inner().get(key.as_str()), condition) {
+        (None, _) => false,
+        (Some(_), Condition::Present) => true,
+        (Some(value), Condition::Equals(wanted)) => values_equal(value, wanted),
     }
 }
 
@@ -169,17 +183,91 @@ fn values_equal(a: &AMQPValue, b: &AMQPValue) -> bool {
     }
 }
 
+/// Hashes anchors: header names, and names with values. Values are hashed only
+/// for types whose equality is plain data equality (strings hashed as bytes,
+/// whether short or long); floats, arrays and tables are anchored by name.
+#[derive(Clone, Debug, Default)]
+struct AnchorHasher(foldhash::fast::RandomState);
+
+impl AnchorHasher {
+    fn name(&self, name: &str) -> u64 {
+        let mut h = self.0.build_hasher();
+        h.write_u8(0);
+        h.write(name.as_bytes());
+        h.finish()
+    }
+
+    fn value(&self, name: &str, value: &AMQPValue) -> Option<u64> {
+        let mut h = self.0.build_hasher();
+        h.write_u8(1);
+        h.write(name.as_bytes());
+        h.write_u8(0xff); // names cannot contain it as a UTF-8 byte: ends the name
+        let (tag, bits): (u8, u64) = match value {
+            AMQPValue::ShortString(s) => {
+                h.write(s.as_str().as_bytes());
+                (b'S', 0)
+            }
+            AMQPValue::LongString(s) => {
+                h.write(s.as_bytes());
+                (b'S', 0)
+            }
+            AMQPValue::ByteArray(b) => {
+                h.write(b.as_slice());
+                (b'x', 0)
+            }
+            AMQPValue::Boolean(v) => (b't', u64::from(*v)),
+            AMQPValue::ShortShortInt(v) => (b'b', *v as u64),
+            AMQPValue::ShortShortUInt(v) => (b'B', u64::from(*v)),
+            AMQPValue::ShortInt(v) => (b's', *v as u64),
+            AMQPValue::ShortUInt(v) => (b'u', u64::from(*v)),
+            AMQPValue::LongInt(v) => (b'I', *v as u64),
+            AMQPValue::LongUInt(v) => (b'i', u64::from(*v)),
+            AMQPValue::LongLongInt(v) => (b'l', *v as u64),
+            AMQPValue::Timestamp(v) => (b'T', *v),
+            AMQPValue::DecimalValue(d) => (b'D', u64::from(d.scale) << 32 | u64::from(d.value)),
+            AMQPValue::Float(_)
+            | AMQPValue::Double(_)
+            | AMQPValue::FieldArray(_)
+            | AMQPValue::FieldTable(_)
+            | AMQPValue::Void => return None,
+        };
+        h.write_u8(tag);
+        h.write_u64(bits);
+        Some(h.finish())
+    }
+
+    /// Where a rule with this condition is filed.
+    fn condition(&self, (name, condition): &(ShortString, Condition)) -> u64 {
+        match condition {
+            Condition::Equals(value) => self.value(name.as_str(), value),
+            Condition::Present => None,
+        }
+        .unwrap_or_else(|| self.name(name.as_str()))
+    }
+}
+
 #[derive(Clone, Debug)]
 struct HeadersBinding {
     destination: Destination,
     routing_key: Arc<str>,
     arguments: FieldTable,
     rule: HeadersRule,
+    /// For an `all` rule with conditions: the condition it is filed under.
+    anchor: Option<usize>,
 }
+
+type Slot = u32;
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HeadersMatcher {
-    bindings: Vec<HeadersBinding>,
+    /// Bindings by slot; removed ones leave `None`, recycled through `free`.
+    slots: Vec<Option<HeadersBinding>>,
+    free: Vec<Slot>,
+    /// `all` rules without conditions: they match every message.
+    always: Vec<Slot>,
+    /// Rules by anchor hash. Every rule able to match is under at least one.
+    by_anchor: HashMap<u64, SmallVec<[Slot; 2]>>,
+    hasher: AnchorHasher,
 }
 
 impl HeadersMatcher {
@@ -191,12 +279,73 @@ impl HeadersMatcher {
         arguments: FieldTable,
         rule: HeadersRule,
     ) {
-        self.bindings.push(HeadersBinding {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(None);
+                Slot::try_from(self.slots.len() - 1).expect("headers exchange exceeds u32 bindings")
+            }
+        };
+        let mut anchor = None;
+        if rule.match_all && rule.conditions.is_empty() {
+            self.always.push(slot);
+        } else if rule.match_all {
+            // File under the condition with the fewest rules already there.
+            let (at, hash) = (rule
+                .conditions
+                .iter()
+                .map(|c| self.hasher.condition(c))
+                .enumerate())
+            .min_by_key(|(_, hash)| self.by_anchor.get(hash).map_or(0, |rules| rules.len()))
+            .expect("conditions are not empty");
+            anchor = Some(at);
+            self.file(hash, slot);
+        } else {
+            for condition in rule.conditions.iter() {
+                self.file(self.hasher.condition(condition), slot);
+            }
+        }
+        self.slots[slot as usize] = Some(HeadersBinding {
             destination,
             routing_key,
             arguments,
             rule,
+            anchor,
         });
+    }
+
+    fn file(&mut self, hash: u64, slot: Slot) {
+        let rules = self.by_anchor.entry(hash).or_default();
+        // Two conditions of one rule could only share a hash by collision.
+        if !rules.contains(&slot) {
+            rules.push(slot);
+        }
+    }
+
+    fn unfile(&mut self, hash: u64, slot: Slot) {
+        if let Some(rules) = self.by_anchor.get_mut(&hash) {
+            rules.retain(|s| *s != slot);
+            if rules.is_empty() {
+                self.by_anchor.remove(&hash);
+            }
+        }
+    }
+
+    fn remove_slot(&mut self, slot: Slot) {
+        let Some(binding) = self.slots[slot as usize].take() else {
+            return;
+        };
+        let rule = &binding.rule;
+        if rule.match_all && rule.conditions.is_empty() {
+            self.always.retain(|s| *s != slot);
+        } else if let Some(at) = binding.anchor {
+            self.unfile(self.hasher.condition(&rule.conditions[at]), slot);
+        } else {
+            for condition in rule.conditions.iter() {
+                self.unfile(self.hasher.condition(condition), slot);
+            }
+        }
+        self.free.push(slot);
     }
 
     /// Drops a binding the registry reports as gone.
@@ -206,31 +355,92 @@ impl HeadersMatcher {
         routing_key: &str,
         arguments: &FieldTable,
     ) {
-        if let Some(at) = self.bindings.iter().position(|b| {
-            b.destination == *destination
-                && *b.routing_key == *routing_key
-                && b.arguments == *arguments
-        }) {
-            self.bindings.remove(at);
+        let found = self.slots.iter().position(|b| {
+            b.as_ref().is_some_and(|b| {
+                b.destination == *destination
+                    && *b.routing_key == *routing_key
+                    && b.arguments == *arguments
+            })
+        });
+        if let Some(slot) = found {
+            self.remove_slot(slot as Slot);
         }
     }
 
     /// Drops every binding to `destination`.
     pub(crate) fn remove_destination(&mut self, destination: &Destination) {
-        self.bindings.retain(|b| b.destination != *destination);
+        for slot in 0..self.slots.len() {
+            if self.slots[slot]
+                .as_ref()
+                .is_some_and(|b| b.destination == *destination)
+            {
+                self.remove_slot(slot as Slot);
+            }
+        }
     }
 
-    /// Reports the destination of every binding whose rule the headers satisfy.
+    fn binding(&self, slot: Slot) -> &HeadersBinding {
+        self.slots[slot as usize]
+            .as_ref()
+            .expect("indexed slots are occupied")
+    }
+
+    /// Reports the destination of every binding whose rule the headers
+    /// satisfy: first the rules matching everything, then by header name.
     pub(crate) fn route<'a>(
         &'a self,
         headers: Option<&FieldTable>,
         out: &mut impl FnMut(&'a Destination),
     ) -> bool {
-        let empty = FieldTable::default();
-        let headers = headers.unwrap_or(&empty);
         let mut matched = false;
-        for binding in &self.bindings {
-            if binding.rule.matches(headers) {
+        for &slot in &self.always {
+            out(&self.binding(slot).destination);
+            matched = true;
+        }
+        let Some(headers) = headers else {
+            return matched;
+        };
+        for (name, value) in headers {
+            let name = name.as_str();
+            let by_name = self.hasher.name(name);
+            matched |= self.visit(by_name, name, headers, out);
+            if let Some(by_value) = self.hasher.value(name, value) {
+                if by_value != by_name {
+                    matched |= self.visit(by_value, name, headers, out);
+                }
+            }
+        }
+        matched
+    }
+
+    /// Evaluates the rules filed under `hash` for header `name`. Each matching
+    /// rule is reported from exactly one header: an `all` rule from its anchor,
+    /// an `any` rule from its first condition that holds.
+    fn visit<'a>(
+        &'a self,
+        hash: u64,
+        name: &str,
+        headers: &FieldTable,
+        out: &mut impl FnMut(&'a Destination),
+    ) -> bool {
+        let Some(rules) = self.by_anchor.get(&hash) else {
+            return false;
+        };
+        let mut matched = false;
+        for &slot in rules {
+            let binding = self.binding(slot);
+            let rule = &binding.rule;
+            // A different header's anchor hashing alike is a collision: skip.
+            let Some(at) = rule.condition_on(name) else {
+                continue;
+            };
+            let hit = if rule.match_all {
+                binding.anchor == Some(at) && rule.matches(headers)
+            } else {
+                holds(&rule.conditions[at], headers)
+                    && !rule.conditions[..at].iter().any(|c| holds(c, headers))
+            };
+            if hit {
                 out(&binding.destination);
                 matched = true;
             }
@@ -477,6 +687,136 @@ mod tests {
         out.clear();
         assert!(!m.route(None, &mut |d| out.push(d.clone())));
         m.remove_destination(&q("a"));
-        assert!(m.bindings.is_empty());
+        assert!(m.by_anchor.is_empty() && m.always.is_empty());
+        assert_eq!(m.free.len(), m.slots.len());
+    }
+
+    fn route_sorted(m: &HeadersMatcher, headers: Option<&FieldTable>) -> Vec<String> {
+        let mut out = Vec::new();
+        let matched = m.route(headers, &mut |d| out.push(d.name().to_string()));
+        assert_eq!(matched, !out.is_empty());
+        out.sort();
+        out
+    }
+
+    fn add(m: &mut HeadersMatcher, name: &str, args: &FieldTable) {
+        let rule = HeadersRule::compile(args).unwrap();
+        m.insert(
+            Destination::Queue(name.into()),
+            "".into(),
+            args.clone(),
+            rule,
+        );
+    }
+
+    #[test]
+    fn any_rule_is_reported_once_when_several_conditions_hold() {
+        let mut m = HeadersMatcher::default();
+        let args = table(&[
+            ("x-match", long("any")),
+            ("a", long("1")),
+            ("b", AMQPValue::Void),
+            ("c", long("3")),
+        ]);
+        add(&mut m, "q", &args);
+        let h = table(&[("a", long("1")), ("b", long("2")), ("c", short("3"))]);
+        assert_eq!(route_sorted(&m, Some(&h)), ["q"]);
+        let h = table(&[("a", long("0")), ("c", short("3"))]);
+        assert_eq!(route_sorted(&m, Some(&h)), ["q"]);
+    }
+
+    #[test]
+    fn unhashable_values_are_found_by_name() {
+        let mut m = HeadersMatcher::default();
+        add(&mut m, "float", &table(&[("f", AMQPValue::Double(1.5))]));
+        add(
+            &mut m,
+            "array",
+            &table(&[("a", AMQPValue::FieldArray(vec![short("x")].into()))]),
+        );
+        let h = table(&[
+            ("f", AMQPValue::Double(1.5)),
+            ("a", AMQPValue::FieldArray(vec![long("x")].into())),
+        ]);
+        assert_eq!(route_sorted(&m, Some(&h)), ["array", "float"]);
+        let h = table(&[("f", AMQPValue::Double(2.5))]);
+        assert!(route_sorted(&m, Some(&h)).is_empty());
+    }
+
+    #[test]
+    fn removed_slots_are_recycled() {
+        let mut m = HeadersMatcher::default();
+        let a = table(&[("a", long("1"))]);
+        let b = table(&[("x-match", long("any")), ("b", long("1")), ("c", long("1"))]);
+        add(&mut m, "qa", &a);
+        add(&mut m, "qb", &b);
+        m.remove(&Destination::Queue("qa".into()), "", &a);
+        add(&mut m, "qa2", &a);
+        assert_eq!(m.slots.len(), 2);
+        let h = table(&[("a", long("1")), ("c", long("1"))]);
+        assert_eq!(route_sorted(&m, Some(&h)), ["qa2", "qb"]);
+        m.remove(&Destination::Queue("qb".into()), "", &b);
+        m.remove(&Destination::Queue("qa2".into()), "", &a);
+        assert!(m.by_anchor.is_empty());
+    }
+
+    /// The index must find exactly what testing every rule finds.
+    #[test]
+    fn index_agrees_with_testing_every_rule() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let names = ["a", "b", "c", "x-d"];
+        let values = [
+            long("1"),
+            short("1"),
+            long("2"),
+            AMQPValue::LongInt(1),
+            AMQPValue::Double(1.0),
+            AMQPValue::Void,
+        ];
+        let modes = ["all", "any", "all-with-x", "any-with-x"];
+        let mut random_table = |with_mode: bool| {
+            let mut t = FieldTable::default();
+            if with_mode && rand(4) != 0 {
+                t.insert("x-match".into(), long(modes[rand(4)]));
+            }
+            for name in names {
+                if rand(2) == 0 {
+                    t.insert(name.into(), values[rand(values.len())].clone());
+                }
+            }
+            (t, rand(1 << 20))
+        };
+        let mut m = HeadersMatcher::default();
+        let mut rules: Vec<(String, FieldTable)> = Vec::new();
+        for i in 0..300 {
+            let (args, r) = random_table(true);
+            let name = format!("q{i}");
+            add(&mut m, &name, &args);
+            rules.push((name, args));
+            if r % 5 == 0 {
+                let (gone, args) = rules.swap_remove(r % rules.len());
+                m.remove(&Destination::Queue(gone.as_str().into()), "", &args);
+            }
+        }
+        for _ in 0..500 {
+            let (headers, _) = random_table(false);
+            let mut expected: Vec<String> = rules
+                .iter()
+                .filter(|(_, args)| HeadersRule::compile(args).unwrap().matches(&headers))
+                .map(|(name, _)| name.clone())
+                .collect();
+            expected.sort();
+            assert_eq!(
+                route_sorted(&m, Some(&headers)),
+                expected,
+                "headers {headers:?}"
+            );
+        }
     }
 }

@@ -7,25 +7,25 @@
 //! a modified copy on bind/unbind, so publishers route against an immutable
 //! snapshot without taking a lock.
 //!
-//! Layout, one concept per module:
-//! - [`kind`]: the four exchange types ([`ExchangeKind`]).
-//! - [`binding`]: what a binding is ([`Destination`], [`Binding`], [`BindError`]).
+//! Layout, one concept per module, everything public re-exported here:
+//! - `kind`: the four exchange types ([`ExchangeKind`]).
+//! - `binding`: what a binding is ([`Destination`], [`Binding`], [`BindError`]).
 //! - `registry`: binding identity per exchange (destination, key, arguments).
 //! - `direct`, `fanout`, `topic`, `headers`: one matcher per exchange type.
-//! - [`exchange`]: [`ExchangeTable`], one exchange's bindings compiled for matching.
-//! - [`route`]: the per-publish input and output ([`RoutableMessage`], [`Route`]).
-//! - [`topology`]: [`Topology`], all exchanges of a vhost and the routing walk.
+//! - `exchange`: [`ExchangeTable`], one exchange's bindings compiled for matching.
+//! - `route`: the per-publish input and output ([`RoutableMessage`], [`Route`]).
+//! - `topology`: [`Topology`], all exchanges of a vhost and the routing walk.
 
-pub mod binding;
+mod binding;
 mod direct;
-pub mod exchange;
+mod exchange;
 mod fanout;
 mod headers;
-pub mod kind;
+mod kind;
 mod registry;
-pub mod route;
+mod route;
 mod topic;
-pub mod topology;
+mod topology;
 
 pub use amq_protocol_types::{AMQPValue, FieldTable};
 

@@ -5,7 +5,7 @@
 //! destination or a (destination, key) pair appears or disappears, since the
 //! direct, fanout and topic matchers ignore arguments and index each only once.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use amq_protocol_types::FieldTable;

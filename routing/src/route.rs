@@ -2,7 +2,7 @@
 //! what matching reads of a message, and [`Route`] carries the resulting queue
 //! list in a `Vec` the caller reuses, so routing need not allocate.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 use std::sync::Arc;
 
 use amq_protocol_types::FieldTable;

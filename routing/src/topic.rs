@@ -13,7 +13,7 @@
 //! swallow the rest), so remembering the lowest offset each `#` node was
 //! expanded from bounds the walk by nodes x words.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
@@ -69,7 +69,7 @@ pub(crate) struct TopicMatcher {
 impl Default for TopicMatcher {
     fn default() -> Self {
         Self {
-            exact: HashMap::new(),
+            exact: HashMap::default(),
             nodes: vec![Node::default()],
             free: Vec::new(),
         }

@@ -8,7 +8,7 @@
 //! bindings matched hands the message to its alternate exchange, if that
 //! exists; each queue is delivered once.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use amq_protocol_types::FieldTable;
@@ -142,38 +142,42 @@ impl Topology {
     /// exchange when none of its bindings matched, and returns each queue once.
     pub fn route(&self, exchange: &str, message: &RoutableMessage<'_>, route: &mut Route) {
         let mut queues = QueueCollector::new(route);
-        let Some((start, _)) = self.exchanges.get_key_value(exchange) else {
+        let Some((start, table)) = self.exchanges.get_key_value(exchange) else {
             return;
         };
         // Exchanges in visiting order; those before `next` are done. Being in
         // the list is being visited, so nothing enters twice.
         let mut walk: SmallVec<[&str; 8]> = SmallVec::new();
         walk.push(start);
-        let mut next = 0;
-        while let Some(&name) = walk.get(next) {
-            next += 1;
+        let mut next = 1;
+        let mut current: Option<&ExchangeTable> = Some(table);
+        loop {
             // Missing exchanges (a dangling alternate) are skipped.
-            let Some(table) = self.exchanges.get(name) else {
-                continue;
-            };
-            // The first exchange to reach queues cannot repeat one unless its
-            // own matcher can.
-            queues.set_check(!queues.is_empty() || table.may_repeat());
-            let matched = table.for_each_match(message, &mut |destination| match destination {
-                Destination::Queue(queue) => queues.push(queue),
-                Destination::Exchange(target) => {
-                    if !walk.contains(&&**target) {
-                        walk.push(target);
+            if let Some(table) = current {
+                // The first exchange to reach queues cannot repeat one unless
+                // its own matcher can.
+                queues.set_check(!queues.is_empty() || table.may_repeat());
+                let matched = table.for_each_match(message, &mut |destination| match destination {
+                    Destination::Queue(queue) => queues.push(queue),
+                    Destination::Exchange(target) => {
+                        if !walk.contains(&&**target) {
+                            walk.push(target);
+                        }
                     }
-                }
-            });
-            if !matched {
-                if let Some(alternate) = table.alternate_exchange() {
-                    if !walk.contains(&&**alternate) {
-                        walk.push(alternate);
+                });
+                if !matched {
+                    if let Some(alternate) = table.alternate_exchange() {
+                        if !walk.contains(&&**alternate) {
+                            walk.push(alternate);
+                        }
                     }
                 }
             }
+            let Some(&name) = walk.get(next) else {
+                break;
+            };
+            next += 1;
+            current = self.exchanges.get(name).map(|table| &**table);
         }
     }
 }
