@@ -62,6 +62,15 @@ fn erlang_binary(bytes: &[u8]) -> String {
     }
 }
 
+/// RabbitMQ's description of a bad frame's payload: all of it, or the first 16 octets.
+fn payload_snippet(payload: &[u8]) -> String {
+    if payload.len() <= 16 {
+        format!("all octets = {}", erlang_binary(payload))
+    } else {
+        format!("first 16 octets = {}", erlang_binary(&payload[..16]))
+    }
+}
+
 /// Cuts the next complete frame off `buf`. `Ok(None)` means more bytes are needed.
 ///
 /// `frame_max` is the negotiated maximum frame size (payload plus 8 bytes of framing).
@@ -94,7 +103,8 @@ pub fn parse(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, AmqpEr
     let end = buf[7 + size];
     if end != FRAME_END {
         return Err(AmqpError::FrameError(format!(
-            "{{invalid_frame_end_marker,{end}}}"
+            "type {kind}, {}: {{invalid_frame_end_marker,{end}}}",
+            payload_snippet(&buf[7..7 + size])
         )));
     }
     let mut frame = buf.split_to(size + FRAME_OVERHEAD).freeze();
@@ -109,8 +119,8 @@ pub fn parse(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, AmqpEr
         })),
         FRAME_HEARTBEAT => Ok(Some(Frame::Heartbeat { channel })),
         other => Err(AmqpError::FrameError(format!(
-            "type {other}, all octets = {}: unknown_frame",
-            erlang_binary(&payload)
+            "type {other}, {}: unknown_frame",
+            payload_snippet(&payload)
         ))),
     }
 }
@@ -287,7 +297,10 @@ mod tests {
         buf[last] = 0;
         let err = parse(&mut buf, 4096).unwrap_err();
         assert_eq!(err.code(), 501);
-        assert!(err.to_string().contains("{invalid_frame_end_marker,0}"));
+        assert_eq!(
+            err.to_string(),
+            "FRAME_ERROR - type 1, all octets = <<0,20,0,10,0>>: {invalid_frame_end_marker,0}"
+        );
     }
 
     #[test]
