@@ -10,6 +10,9 @@ import pytest
 from helpers import (Collector, channel_error, drain, pump, queue_exists, received, settle, uid,
                      wait_count, wait_for)
 
+# Deselect with `-m "not extensions"` to run only the core AMQP 0-9-1 behaviour.
+pytestmark = pytest.mark.extensions
+
 
 @pytest.fixture
 def dlx(ch):
