@@ -1,10 +1,12 @@
 """RabbitMQ extensions clients rely on: dead-lettering, TTL, length limits, alternate
 exchanges, priorities, CC/BCC, direct reply-to, consumer priorities, queue expiry."""
 
+import os
 import time
 
 import pika
 import pika.exceptions as pex
+
 import pytest
 
 from helpers import (Collector, channel_error, drain, pump, queue_exists, received, settle, uid,
@@ -12,6 +14,15 @@ from helpers import (Collector, channel_error, drain, pump, queue_exists, receiv
 
 # Deselect with `-m "not extensions"` to run only the core AMQP 0-9-1 behaviour.
 pytestmark = pytest.mark.extensions
+
+# Features Warren does not have yet (issue #5). Against Warren these tests must
+# fail (strict xfail): when a feature lands, its tests start passing, the run
+# reports XPASS as a failure, and the marker has to come off.
+pending_issue5 = pytest.mark.xfail(
+    condition=not os.environ.get("WARREN_TEST_URL"),
+    reason="not implemented in Warren yet (issue #5)",
+    strict=True,
+)
 
 
 @pytest.fixture
@@ -26,6 +37,7 @@ def dlx(ch):
 
 # ----------------------------------------------------------------- dead-lettering
 
+@pending_issue5
 def test_dead_letter_on_reject(conn, ch, dlx):
     dx, dq = dlx
     src = uid("src")
@@ -56,6 +68,7 @@ def test_dead_letter_on_reject(conn, ch, dlx):
     assert "x-last-death-reason" not in h
 
 
+@pending_issue5
 def test_dead_letter_nack_and_routing_key_override(conn, ch):
     dx = uid("dlx")
     ch.exchange_declare(dx, "direct", auto_delete=True)
@@ -71,6 +84,7 @@ def test_dead_letter_nack_and_routing_key_override(conn, ch):
     assert p.headers["x-death"][0]["routing-keys"] == [q]
 
 
+@pending_issue5
 def test_dead_letter_on_queue_ttl(conn, ch, dlx):
     dx, dq = dlx
     q = ch.queue_declare("", exclusive=True, arguments={
@@ -83,6 +97,7 @@ def test_dead_letter_on_queue_ttl(conn, ch, dlx):
     assert "original-expiration" not in d
 
 
+@pending_issue5
 def test_dead_letter_on_per_message_ttl(conn, ch, dlx):
     dx, dq = dlx
     q = ch.queue_declare("", exclusive=True,
@@ -96,6 +111,7 @@ def test_dead_letter_on_per_message_ttl(conn, ch, dlx):
     assert p.expiration is None  # removed when dead-lettered
 
 
+@pending_issue5
 def test_dead_letter_on_max_length(conn, ch, dlx):
     dx, dq = dlx
     q = ch.queue_declare("", exclusive=True, arguments={
@@ -108,6 +124,7 @@ def test_dead_letter_on_max_length(conn, ch, dlx):
     assert [b for _, _, b in drain(conn, ch, q, n=2)] == [b"m1", b"m2"]
 
 
+@pending_issue5
 def test_dead_letter_cc_keys_in_x_death(conn, ch, dlx):
     dx, dq = dlx
     src = uid("src")
@@ -122,6 +139,7 @@ def test_dead_letter_cc_keys_in_x_death(conn, ch, dlx):
     assert p.headers["x-death"][0]["routing-keys"] == ["main-key", "cc-key"]
 
 
+@pending_issue5
 def test_dead_letter_twice_counts(conn, ch):
     # q1 -> (reject) -> dlx1 -> q2 -> (reject) -> dlx2 -> q3
     x1, x2 = uid("dlx1"), uid("dlx2")
@@ -148,6 +166,7 @@ def test_dead_letter_twice_counts(conn, ch):
 
 # ----------------------------------------------------------------- TTL / length limits
 
+@pending_issue5
 def test_per_message_ttl_expires_without_dlx(conn, ch):
     q = ch.queue_declare("", exclusive=True).method.queue
     ch.basic_publish("", q, b"short", pika.BasicProperties(expiration="30"))
@@ -156,6 +175,7 @@ def test_per_message_ttl_expires_without_dlx(conn, ch):
     assert [b for _, _, b in drain(conn, ch, q)] == [b"long"]
 
 
+@pending_issue5
 def test_expiration_zero_expires_unless_consumed(conn, ch):
     q = ch.queue_declare("", exclusive=True).method.queue
     ch.basic_publish("", q, b"zero", pika.BasicProperties(expiration="0"))
@@ -163,6 +183,7 @@ def test_expiration_zero_expires_unless_consumed(conn, ch):
     assert received(conn, ch, q) == []
 
 
+@pending_issue5
 def test_max_length_reject_publish_nacks_with_confirms(conn, ch):
     q = ch.queue_declare("", exclusive=True, arguments={
         "x-max-length": 1, "x-overflow": "reject-publish"}).method.queue
@@ -176,6 +197,7 @@ def test_max_length_reject_publish_nacks_with_confirms(conn, ch):
     assert [b for _, _, b in drain(conn, ch, q)] == [b"fits"]
 
 
+@pending_issue5
 def test_max_length_bytes_drop_head(conn, ch):
     q = ch.queue_declare("", exclusive=True,
                          arguments={"x-max-length-bytes": 10}).method.queue
@@ -185,6 +207,7 @@ def test_max_length_bytes_drop_head(conn, ch):
     assert [b for _, _, b in drain(conn, ch, q, n=2)] == [b"67890", b"abc"]
 
 
+@pending_issue5
 def test_queue_expires_when_unused(conn, ch):
     q = uid("exp")
     ch.queue_declare(q, arguments={"x-expires": 200})
@@ -233,6 +256,7 @@ def test_alternate_exchange_not_used_when_binding_matches_empty_exchange(conn, c
 
 # ----------------------------------------------------------------- priorities
 
+@pending_issue5
 def test_priority_queue_orders_and_clamps(conn, ch):
     q = ch.queue_declare("", exclusive=True, arguments={"x-max-priority": 5}).method.queue
     for body, prio in [(b"p1", 1), (b"p0", None), (b"p9", 9), (b"p3", 3), (b"p5", 5)]:
@@ -261,6 +285,7 @@ def test_consumer_priority(conn, ch):
 
 # ----------------------------------------------------------------- CC / BCC
 
+@pending_issue5
 def test_cc_and_bcc_routing(conn, ch):
     x = uid("x")
     ch.exchange_declare(x, "direct", auto_delete=True)
@@ -280,6 +305,7 @@ def test_cc_and_bcc_routing(conn, ch):
     assert received(conn, ch, qs["other"]) == []
 
 
+@pending_issue5
 def test_cc_as_string_406(conn, ch):
     q = ch.queue_declare("", exclusive=True).method.queue
     with channel_error(conn, ch, 406, 'PRECONDITION_FAILED - invalid message: '
@@ -289,6 +315,7 @@ def test_cc_as_string_406(conn, ch):
 
 # ----------------------------------------------------------------- direct reply-to
 
+@pending_issue5
 def test_direct_reply_to_round_trip(conn, connect):
     client = conn.channel()
     replies = Collector()
@@ -309,12 +336,14 @@ def test_direct_reply_to_round_trip(conn, connect):
     assert m.routing_key.startswith("amq.rabbitmq.reply-to.")
 
 
+@pending_issue5
 def test_direct_reply_to_requires_no_ack(conn, ch):
     with channel_error(conn, ch, 406, "PRECONDITION_FAILED - reply consumer cannot "
                        "acknowledge"):
         ch.basic_consume("amq.rabbitmq.reply-to", lambda *a: None, auto_ack=False)
 
 
+@pending_issue5
 def test_direct_reply_to_publish_without_consumer(conn, ch):
     q = ch.queue_declare("", exclusive=True).method.queue
     with channel_error(conn, ch, 406, "PRECONDITION_FAILED - fast reply consumer does not "
@@ -322,6 +351,7 @@ def test_direct_reply_to_publish_without_consumer(conn, ch):
         ch.basic_publish("", q, b"x", pika.BasicProperties(reply_to="amq.rabbitmq.reply-to"))
 
 
+@pending_issue5
 def test_direct_reply_to_second_consumer(conn, ch):
     ch.basic_consume("amq.rabbitmq.reply-to", lambda *a: None, auto_ack=True)
     with channel_error(conn, ch, 406, "PRECONDITION_FAILED - reply consumer already set"):
