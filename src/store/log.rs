@@ -442,7 +442,8 @@ impl MessageLog {
 
 fn answer(waiters: Vec<SyncWaiter>, ok: bool) {
     // One outbox append per connection for the whole round.
-    let mut by_outbox: Vec<(Arc<Outbox>, Vec<(u16, Option<AMQPClass>)>)> = Vec::new();
+    type Frames = Vec<(u16, Option<AMQPClass>)>;
+    let mut by_outbox: Vec<(Arc<Outbox>, Frames)> = Vec::new();
     for w in waiters {
         let method = if ok { Some(w.on_synced) } else { w.on_failure };
         match by_outbox
@@ -596,7 +597,10 @@ fn truncate(path: &Path, offset: usize, dropped: usize, why: &str) {
 }
 
 /// Reads an ack file: settled and delivered (offset, queue) pairs.
-fn read_acks(dir: &Path, id: u32) -> (HashSet<(u32, u32)>, HashSet<(u32, u32)>) {
+/// (record offset, queue id) pairs read from an ack file.
+type RefSet = HashSet<(u32, u32)>;
+
+fn read_acks(dir: &Path, id: u32) -> (RefSet, RefSet) {
     let mut settled = HashSet::new();
     let mut delivered = HashSet::new();
     let data = fs::read(acks_path(dir, id)).unwrap_or_default();
