@@ -87,7 +87,7 @@ impl Broker {
         let count = recovered.len();
         for r in recovered {
             if let Some(queue) = by_id.get(&r.queue) {
-                queue.restore(r.location, r.delivered);
+                queue.restore(&r);
             }
         }
         self.vhosts.write().insert(name.to_string(), vhost);

@@ -18,7 +18,7 @@ use amq_protocol::protocol::{
 use amq_protocol::types::ShortString;
 use bytes::{Bytes, BytesMut};
 use rand::distr::{Alphanumeric, SampleString};
-use tracing::{debug, error};
+use tracing::debug;
 use warren_routing::{Destination, RoutableMessage, Route};
 
 use crate::connection::Session;
@@ -27,6 +27,7 @@ use crate::delivery::{self, DeliveryChannel, Unacked};
 use crate::error::{AmqpError, MethodError};
 use crate::frame::{self, Frame};
 use crate::message::{value_as_i64, Message};
+use crate::publish;
 use crate::queue::Queue;
 use crate::store::SyncWaiter;
 use crate::vhost::{ExchangeDeclare, QueueDeclare};
@@ -78,6 +79,8 @@ enum Enqueued {
     Stored,
     /// The log write failed (disk full...): nack, nothing was enqueued.
     Failed,
+    /// A queue refused it (`x-overflow` reject-publish): nack.
+    Rejected,
 }
 
 enum Mode {
@@ -338,6 +341,7 @@ impl Channel {
                 ))));
             }
         }
+        publish::check_routing_headers(header.properties.headers().as_ref()).map_err(err)?;
         let message = Arc::new(Message {
             exchange: publish.exchange.clone(),
             routing_key: publish.routing_key,
@@ -374,7 +378,7 @@ impl Channel {
                     .map_err(err)?
                 {
                     Enqueued::Memory => self.send(session, ack),
-                    Enqueued::Failed => self.send(session, nack),
+                    Enqueued::Failed | Enqueued::Rejected => self.send(session, nack),
                     Enqueued::Stored => session.vhost.log.after_sync(SyncWaiter {
                         outbox: session.handle.outbox.clone(),
                         channel: self.id,
@@ -394,19 +398,27 @@ impl Channel {
     /// Routes a message and enqueues it on every queue it reaches; returns it
     /// to the publisher (312 NO_ROUTE) when mandatory and unroutable. A
     /// persistent message bound for durable queues is first written to the
-    /// log, once for all of them.
+    /// log, once for all of them. `CC` and `BCC` headers add routing keys;
+    /// `BCC` is removed before the message is enqueued.
     fn route_and_enqueue(
         &mut self,
         session: &Session,
         exchange: &str,
         mandatory: bool,
-        message: Arc<Message>,
+        mut message: Arc<Message>,
     ) -> Result<Enqueued, AmqpError> {
         let snap = session.vhost.snapshot();
         let mut targets = std::mem::take(&mut self.targets);
+        let (extra_keys, bcc) = publish::extra_keys(&message);
         if exchange.is_empty() {
-            if let Some(queue) = snap.queues.get(message.routing_key.as_str()) {
-                targets.push(queue.clone());
+            let keys = std::iter::once(message.routing_key.as_str())
+                .chain(extra_keys.iter().map(String::as_str));
+            for key in keys {
+                if let Some(queue) = snap.queues.get(key) {
+                    if !targets.iter().any(|q| Arc::ptr_eq(q, queue)) {
+                        targets.push(queue.clone());
+                    }
+                }
             }
         } else {
             let x = session.vhost.exchange(&snap, exchange)?;
@@ -427,43 +439,34 @@ impl Channel {
                     .iter()
                     .filter_map(|name| snap.queues.get(name).cloned()),
             );
-        }
-        let mut outcome = Enqueued::Memory;
-        let mut location = None;
-        if message.is_persistent() {
-            let ids: Vec<u32> = targets.iter().filter_map(|q| q.log_id()).collect();
-            if !ids.is_empty() {
-                match session.vhost.log.append(
-                    ids,
-                    message.exchange.as_str(),
-                    message.routing_key.as_str(),
-                    &message.header_bytes(),
-                    &message.body,
-                ) {
-                    Ok(at) => {
-                        location = Some(at);
-                        outcome = Enqueued::Stored;
-                    }
-                    Err(e) => {
-                        error!(error = %e, "cannot write a persistent message to the log");
-                        targets.clear();
-                        self.targets = targets;
-                        return Ok(Enqueued::Failed);
+            for key in &extra_keys {
+                snap.topology.route(
+                    exchange,
+                    &RoutableMessage {
+                        routing_key: key,
+                        headers: message.headers(),
+                    },
+                    &mut self.route,
+                );
+                for name in &self.route.queues {
+                    if let Some(queue) = snap.queues.get(name) {
+                        if !targets.iter().any(|q| Arc::ptr_eq(q, queue)) {
+                            targets.push(queue.clone());
+                        }
                     }
                 }
             }
         }
-        for queue in &targets {
-            let at = if queue.log_id().is_some() {
-                location
-            } else {
-                None
-            };
-            queue.publish(message.clone(), at);
+        if bcc {
+            message = Arc::new(publish::strip_bcc(&message));
         }
+        let outcome = publish::enqueue(&session.vhost.log, &targets, message.clone());
         let routed = targets.len();
         targets.clear();
         self.targets = targets;
+        if outcome.failed {
+            return Ok(Enqueued::Failed);
+        }
         if routed == 0 && mandatory {
             let frame_max = session.handle.frame_max;
             let id = self.id;
@@ -481,7 +484,13 @@ impl Channel {
                 message.encode_content(out, id, frame_max);
             });
         }
-        Ok(outcome)
+        Ok(if outcome.rejected {
+            Enqueued::Rejected
+        } else if outcome.stored {
+            Enqueued::Stored
+        } else {
+            Enqueued::Memory
+        })
     }
 
     /// Dispatches a method; Ok(true) when the channel is finished.
@@ -908,9 +917,14 @@ impl Channel {
 
     fn apply(&self, entries: Vec<Unacked>, outcome: Outcome) {
         match outcome {
-            Outcome::Ack | Outcome::Discard => {
+            Outcome::Ack => {
                 for entry in &entries {
                     entry.queue.settle(&entry.message);
+                }
+            }
+            Outcome::Discard => {
+                for entry in entries {
+                    entry.queue.reject(entry.message);
                 }
             }
             Outcome::Requeue => delivery::requeue(entries),
@@ -975,7 +989,8 @@ impl Channel {
                                 "cannot write a persistent message to the log".into(),
                             ))
                         }
-                        Ok(Enqueued::Memory) | Err(AmqpError::NotFound(_)) => {}
+                        Ok(Enqueued::Memory | Enqueued::Rejected) | Err(AmqpError::NotFound(_)) => {
+                        }
                         Err(e) => return Err(e),
                     }
                 }

@@ -9,7 +9,7 @@
 //! message state, which belongs to each [`Queue`].
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use amq_protocol::protocol::{basic, AMQPClass};
 use amq_protocol::types::FieldTable;
@@ -84,6 +84,8 @@ pub struct VHost {
     meta: Arc<Meta>,
     /// Persistent messages of this vhost's durable queues.
     pub log: Arc<MessageLog>,
+    /// Itself, handed to queues (dead-lettering, x-expires).
+    me: Weak<VHost>,
 }
 
 fn persist_error(e: std::io::Error) -> AmqpError {
@@ -109,12 +111,13 @@ impl VHost {
                 }),
             );
         }
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
             name: Arc::from(name),
             state: ArcSwap::from_pointee(snap),
             admin: Mutex::new(()),
             meta,
             log,
+            me: me.clone(),
         })
     }
 
@@ -162,6 +165,7 @@ impl VHost {
                         arguments: q.arguments.clone(),
                     },
                     Some((self.log.clone(), q.id)),
+                    self.me.clone(),
                 );
                 by_id.insert(q.id, queue.clone());
                 snap.queues.insert(name, queue);
@@ -391,6 +395,14 @@ impl VHost {
     ) -> Result<(Arc<Queue>, u32, u32), AmqpError> {
         if !req.passive {
             arguments::validate_queue_arguments(req.name, &self.name, req.arguments)?;
+            crate::queue_args::check_queue_type(
+                req.name,
+                &self.name,
+                req.durable,
+                req.exclusive,
+                req.auto_delete,
+                req.arguments,
+            )?;
         }
         let existing = self.snapshot().queues.get(req.name).cloned();
         let queue = match existing {
@@ -432,11 +444,13 @@ impl VHost {
                         arguments: req.arguments.clone(),
                     },
                     store,
+                    self.me.clone(),
                 );
                 snap.queues.insert(name, queue.clone());
                 Ok(queue)
             })?,
         };
+        queue.touch();
         Ok((queue.clone(), queue.message_count(), queue.consumer_count()))
     }
 

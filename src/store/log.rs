@@ -57,6 +57,12 @@ pub struct Recovered {
     /// It had been delivered before the restart (so it comes back redelivered).
     pub delivered: bool,
     pub body_len: u32,
+    /// When it was stored (ms since the epoch): TTLs count from there.
+    pub timestamp: u64,
+    /// Its priority property (0 when absent).
+    pub priority: u8,
+    /// Its expiration property, in milliseconds.
+    pub expiration: Option<u64>,
 }
 
 struct Segment {
@@ -511,6 +517,7 @@ fn recover_segment(
             Read::Record { len, payload } => {
                 match record::decode(payload.clone()) {
                     Some(msg) => {
+                        let scan = crate::headers::scan_header(&msg.raw_header);
                         for &queue in &msg.queues {
                             let key = (offset as u32, queue);
                             if live(queue) && !settled.contains(&key) {
@@ -524,6 +531,9 @@ fn recover_segment(
                                     },
                                     delivered: delivered.contains(&key),
                                     body_len: msg.body.len() as u32,
+                                    timestamp: msg.timestamp,
+                                    priority: scan.priority,
+                                    expiration: scan.expiration,
                                 });
                             }
                         }

@@ -37,7 +37,6 @@ def dlx(ch):
 
 # ----------------------------------------------------------------- dead-lettering
 
-@pending_issue5
 def test_dead_letter_on_reject(conn, ch, dlx):
     dx, dq = dlx
     src = uid("src")
@@ -68,7 +67,6 @@ def test_dead_letter_on_reject(conn, ch, dlx):
     assert "x-last-death-reason" not in h
 
 
-@pending_issue5
 def test_dead_letter_nack_and_routing_key_override(conn, ch):
     dx = uid("dlx")
     ch.exchange_declare(dx, "direct", auto_delete=True)
@@ -84,7 +82,6 @@ def test_dead_letter_nack_and_routing_key_override(conn, ch):
     assert p.headers["x-death"][0]["routing-keys"] == [q]
 
 
-@pending_issue5
 def test_dead_letter_on_queue_ttl(conn, ch, dlx):
     dx, dq = dlx
     q = ch.queue_declare("", exclusive=True, arguments={
@@ -97,7 +94,6 @@ def test_dead_letter_on_queue_ttl(conn, ch, dlx):
     assert "original-expiration" not in d
 
 
-@pending_issue5
 def test_dead_letter_on_per_message_ttl(conn, ch, dlx):
     dx, dq = dlx
     q = ch.queue_declare("", exclusive=True,
@@ -111,7 +107,6 @@ def test_dead_letter_on_per_message_ttl(conn, ch, dlx):
     assert p.expiration is None  # removed when dead-lettered
 
 
-@pending_issue5
 def test_dead_letter_on_max_length(conn, ch, dlx):
     dx, dq = dlx
     q = ch.queue_declare("", exclusive=True, arguments={
@@ -124,7 +119,6 @@ def test_dead_letter_on_max_length(conn, ch, dlx):
     assert [b for _, _, b in drain(conn, ch, q, n=2)] == [b"m1", b"m2"]
 
 
-@pending_issue5
 def test_dead_letter_cc_keys_in_x_death(conn, ch, dlx):
     dx, dq = dlx
     src = uid("src")
@@ -139,7 +133,6 @@ def test_dead_letter_cc_keys_in_x_death(conn, ch, dlx):
     assert p.headers["x-death"][0]["routing-keys"] == ["main-key", "cc-key"]
 
 
-@pending_issue5
 def test_dead_letter_twice_counts(conn, ch):
     # q1 -> (reject) -> dlx1 -> q2 -> (reject) -> dlx2 -> q3
     x1, x2 = uid("dlx1"), uid("dlx2")
@@ -166,7 +159,6 @@ def test_dead_letter_twice_counts(conn, ch):
 
 # ----------------------------------------------------------------- TTL / length limits
 
-@pending_issue5
 def test_per_message_ttl_expires_without_dlx(conn, ch):
     q = ch.queue_declare("", exclusive=True).method.queue
     ch.basic_publish("", q, b"short", pika.BasicProperties(expiration="30"))
@@ -175,7 +167,6 @@ def test_per_message_ttl_expires_without_dlx(conn, ch):
     assert [b for _, _, b in drain(conn, ch, q)] == [b"long"]
 
 
-@pending_issue5
 def test_expiration_zero_expires_unless_consumed(conn, ch):
     q = ch.queue_declare("", exclusive=True).method.queue
     ch.basic_publish("", q, b"zero", pika.BasicProperties(expiration="0"))
@@ -183,7 +174,6 @@ def test_expiration_zero_expires_unless_consumed(conn, ch):
     assert received(conn, ch, q) == []
 
 
-@pending_issue5
 def test_max_length_reject_publish_nacks_with_confirms(conn, ch):
     q = ch.queue_declare("", exclusive=True, arguments={
         "x-max-length": 1, "x-overflow": "reject-publish"}).method.queue
@@ -197,7 +187,6 @@ def test_max_length_reject_publish_nacks_with_confirms(conn, ch):
     assert [b for _, _, b in drain(conn, ch, q)] == [b"fits"]
 
 
-@pending_issue5
 def test_max_length_bytes_drop_head(conn, ch):
     q = ch.queue_declare("", exclusive=True,
                          arguments={"x-max-length-bytes": 10}).method.queue
@@ -207,7 +196,6 @@ def test_max_length_bytes_drop_head(conn, ch):
     assert [b for _, _, b in drain(conn, ch, q, n=2)] == [b"67890", b"abc"]
 
 
-@pending_issue5
 def test_queue_expires_when_unused(conn, ch):
     q = uid("exp")
     ch.queue_declare(q, arguments={"x-expires": 200})
@@ -256,7 +244,6 @@ def test_alternate_exchange_not_used_when_binding_matches_empty_exchange(conn, c
 
 # ----------------------------------------------------------------- priorities
 
-@pending_issue5
 def test_priority_queue_orders_and_clamps(conn, ch):
     q = ch.queue_declare("", exclusive=True, arguments={"x-max-priority": 5}).method.queue
     for body, prio in [(b"p1", 1), (b"p0", None), (b"p9", 9), (b"p3", 3), (b"p5", 5)]:
@@ -285,7 +272,6 @@ def test_consumer_priority(conn, ch):
 
 # ----------------------------------------------------------------- CC / BCC
 
-@pending_issue5
 def test_cc_and_bcc_routing(conn, ch):
     x = uid("x")
     ch.exchange_declare(x, "direct", auto_delete=True)
@@ -305,7 +291,6 @@ def test_cc_and_bcc_routing(conn, ch):
     assert received(conn, ch, qs["other"]) == []
 
 
-@pending_issue5
 def test_cc_as_string_406(conn, ch):
     q = ch.queue_declare("", exclusive=True).method.queue
     with channel_error(conn, ch, 406, 'PRECONDITION_FAILED - invalid message: '

@@ -1,0 +1,139 @@
+//! Putting a routed message into its queues, and sender-selected distribution.
+//!
+//! [`enqueue`] is the one way a message enters queues, whoever publishes it: a
+//! client's channel, dead-lettering, the delayed-message exchange. A persistent
+//! message bound for durable queues is appended to the vhost's log once, listing
+//! all of them, before any queue sees it.
+//!
+//! `CC` and `BCC` headers (RabbitMQ's sender-selected distribution) add routing
+//! keys to a publish; `BCC` is removed before the message is stored or delivered.
+
+use std::sync::Arc;
+
+use amq_protocol::types::{AMQPValue, FieldTable};
+use tracing::error;
+
+use crate::arguments::type_name;
+use crate::error::AmqpError;
+use crate::headers::{self, Edit};
+use crate::message::{value_as_str, Message};
+use crate::queue::{Enqueue, Queue};
+use crate::store::{Location, MessageLog};
+
+/// What happened to a message handed to [`enqueue`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Written to the log: confirm once it is fsynced.
+    pub stored: bool,
+    /// The log write failed (disk full...): nothing was enqueued.
+    pub failed: bool,
+    /// A queue refused it (`x-overflow` reject-publish): nack the publisher.
+    pub rejected: bool,
+}
+
+/// Enqueues `message` on every queue of `targets` (each once), writing it to the
+/// log first when it is persistent and some of them are durable.
+pub fn enqueue(log: &MessageLog, targets: &[Arc<Queue>], message: Arc<Message>) -> Outcome {
+    let mut outcome = Outcome::default();
+    let mut location: Option<Location> = None;
+    if message.is_persistent() {
+        let ids: Vec<u32> = targets.iter().filter_map(|q| q.log_id()).collect();
+        if !ids.is_empty() {
+            match log.append(
+                ids,
+                message.exchange.as_str(),
+                message.routing_key.as_str(),
+                &message.header_bytes(),
+                &message.body,
+            ) {
+                Ok(at) => {
+                    location = Some(at);
+                    outcome.stored = true;
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot write a persistent message to the log");
+                    outcome.failed = true;
+                    return outcome;
+                }
+            }
+        }
+    }
+    for queue in targets {
+        let at = if queue.log_id().is_some() {
+            location
+        } else {
+            None
+        };
+        if queue.publish(message.clone(), at) == Enqueue::Rejected {
+            outcome.rejected = true;
+        }
+    }
+    outcome
+}
+
+/// The routing headers of sender-selected distribution.
+const ROUTING_HEADERS: [&str; 2] = ["CC", "BCC"];
+
+/// Checks the `CC` and `BCC` headers as RabbitMQ does: each must be an array
+/// (its string elements are routing keys).
+pub fn check_routing_headers(headers: Option<&FieldTable>) -> Result<(), AmqpError> {
+    let Some(headers) = headers else {
+        return Ok(());
+    };
+    for key in ROUTING_HEADERS {
+        match headers.inner().get(key) {
+            None | Some(AMQPValue::FieldArray(_)) => {}
+            Some(other) => {
+                return Err(AmqpError::PreconditionFailed(format!(
+                    "invalid message: {{unacceptable_type_in_header,\"{key}\",{}}}",
+                    type_name(other)
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The extra routing keys of a message (`CC` then `BCC`), and whether it has a
+/// `BCC` header to remove.
+pub fn extra_keys(message: &Message) -> (Vec<String>, bool) {
+    let Some(headers) = message.headers() else {
+        return (Vec::new(), false);
+    };
+    let mut keys = Vec::new();
+    let mut bcc = false;
+    for key in ROUTING_HEADERS {
+        if let Some(value) = headers.inner().get(key) {
+            bcc |= key == "BCC";
+            if let AMQPValue::FieldArray(routes) = value {
+                keys.extend(
+                    routes
+                        .as_slice()
+                        .iter()
+                        .filter_map(value_as_str)
+                        .map(String::from),
+                );
+            }
+        }
+    }
+    (keys, bcc)
+}
+
+/// The message without its `BCC` header.
+pub fn strip_bcc(message: &Message) -> Message {
+    let mut map = headers::headers_map(message);
+    map.remove("BCC");
+    let properties = headers::edit_properties(
+        &message.properties,
+        Edit {
+            headers: Some(Some(FieldTable::from(map))),
+            ..Edit::default()
+        },
+    );
+    headers::rebuild(
+        message,
+        message.exchange.clone(),
+        message.routing_key.clone(),
+        properties,
+    )
+}
