@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use amq_protocol::protocol::basic::AMQPProperties;
 use amq_protocol::types::{AMQPValue, FieldTable, ShortString};
+use bytes::Bytes;
 
 use crate::message::Message;
 
@@ -21,15 +22,151 @@ pub fn rebuild(
     routing_key: ShortString,
     properties: AMQPProperties,
 ) -> Message {
-    let mut message = Message {
+    let raw = encode_header(original.body.len() as u64, &properties);
+    Message {
         exchange,
         routing_key,
         properties,
-        raw_header: None,
+        raw_header: Some(Bytes::from(raw)),
         body: original.body.clone(),
+    }
+}
+
+/// Encodes a basic content-header payload (class 60, weight 0, body size,
+/// property flags, properties) exactly as amq-protocol does, but directly:
+/// dead-lettering re-encodes every message it moves, and amq-protocol's
+/// combinators cost several times more.
+pub fn encode_header(body_size: u64, p: &AMQPProperties) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(&60u16.to_be_bytes());
+    out.extend_from_slice(&0u16.to_be_bytes());
+    out.extend_from_slice(&body_size.to_be_bytes());
+    let flags_at = out.len();
+    out.extend_from_slice(&[0, 0]);
+    let mut flags = 0u16;
+    let short = |out: &mut Vec<u8>, s: &ShortString| {
+        let b = s.as_str().as_bytes();
+        out.push(b.len() as u8);
+        out.extend_from_slice(b);
     };
-    message.raw_header = Some(message.header_bytes());
-    message
+    if let Some(v) = p.content_type() {
+        flags |= 1 << 15;
+        short(&mut out, v);
+    }
+    if let Some(v) = p.content_encoding() {
+        flags |= 1 << 14;
+        short(&mut out, v);
+    }
+    if let Some(v) = p.headers() {
+        flags |= 1 << 13;
+        encode_table(&mut out, v);
+    }
+    if let Some(v) = p.delivery_mode() {
+        flags |= 1 << 12;
+        out.push(*v);
+    }
+    if let Some(v) = p.priority() {
+        flags |= 1 << 11;
+        out.push(*v);
+    }
+    if let Some(v) = p.correlation_id() {
+        flags |= 1 << 10;
+        short(&mut out, v);
+    }
+    if let Some(v) = p.reply_to() {
+        flags |= 1 << 9;
+        short(&mut out, v);
+    }
+    if let Some(v) = p.expiration() {
+        flags |= 1 << 8;
+        short(&mut out, v);
+    }
+    if let Some(v) = p.message_id() {
+        flags |= 1 << 7;
+        short(&mut out, v);
+    }
+    if let Some(v) = p.timestamp() {
+        flags |= 1 << 6;
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    if let Some(v) = p.kind() {
+        flags |= 1 << 5;
+        short(&mut out, v);
+    }
+    if let Some(v) = p.user_id() {
+        flags |= 1 << 4;
+        short(&mut out, v);
+    }
+    if let Some(v) = p.app_id() {
+        flags |= 1 << 3;
+        short(&mut out, v);
+    }
+    if let Some(v) = p.cluster_id() {
+        flags |= 1 << 2;
+        short(&mut out, v);
+    }
+    out[flags_at..flags_at + 2].copy_from_slice(&flags.to_be_bytes());
+    out
+}
+
+fn with_len(out: &mut Vec<u8>, f: impl FnOnce(&mut Vec<u8>)) {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    f(out);
+    let len = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+fn encode_table(out: &mut Vec<u8>, table: &FieldTable) {
+    with_len(out, |out| {
+        for (key, value) in table.inner() {
+            let k = key.as_str().as_bytes();
+            out.push(k.len() as u8);
+            out.extend_from_slice(k);
+            encode_value(out, value);
+        }
+    });
+}
+
+fn encode_value(out: &mut Vec<u8>, value: &AMQPValue) {
+    out.push(value.get_type().get_id() as u8);
+    match value {
+        AMQPValue::Boolean(b) => out.push(u8::from(*b)),
+        AMQPValue::ShortShortInt(v) => out.extend_from_slice(&v.to_be_bytes()),
+        AMQPValue::ShortShortUInt(v) => out.push(*v),
+        AMQPValue::ShortInt(v) => out.extend_from_slice(&v.to_be_bytes()),
+        AMQPValue::ShortUInt(v) => out.extend_from_slice(&v.to_be_bytes()),
+        AMQPValue::LongInt(v) => out.extend_from_slice(&v.to_be_bytes()),
+        AMQPValue::LongUInt(v) => out.extend_from_slice(&v.to_be_bytes()),
+        AMQPValue::LongLongInt(v) => out.extend_from_slice(&v.to_be_bytes()),
+        AMQPValue::Float(v) => out.extend_from_slice(&v.to_be_bytes()),
+        AMQPValue::Double(v) => out.extend_from_slice(&v.to_be_bytes()),
+        AMQPValue::DecimalValue(d) => {
+            out.push(d.scale);
+            out.extend_from_slice(&d.value.to_be_bytes());
+        }
+        AMQPValue::ShortString(s) => {
+            let b = s.as_str().as_bytes();
+            out.push(b.len() as u8);
+            out.extend_from_slice(b);
+        }
+        AMQPValue::LongString(s) => {
+            out.extend_from_slice(&(s.as_bytes().len() as u32).to_be_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        AMQPValue::FieldArray(a) => with_len(out, |out| {
+            for v in a.as_slice() {
+                encode_value(out, v);
+            }
+        }),
+        AMQPValue::Timestamp(v) => out.extend_from_slice(&v.to_be_bytes()),
+        AMQPValue::FieldTable(t) => encode_table(out, t),
+        AMQPValue::ByteArray(a) => {
+            out.extend_from_slice(&(a.as_slice().len() as u32).to_be_bytes());
+            out.extend_from_slice(a.as_slice());
+        }
+        AMQPValue::Void => {}
+    }
 }
 
 /// What to change when copying properties.
@@ -231,6 +368,72 @@ mod tests {
             HeaderScan::default()
         );
         assert_eq!(scan_header(&[0, 60]), HeaderScan::default());
+    }
+
+    #[test]
+    fn encodes_headers_as_amq_protocol_does() {
+        use amq_protocol::types::{ByteArray, DecimalValue, FieldArray};
+        let mut inner = FieldTable::default();
+        inner.insert("n".into(), AMQPValue::LongLongInt(-3));
+        let mut h = FieldTable::default();
+        for (k, v) in [
+            ("bool", AMQPValue::Boolean(true)),
+            ("i8", AMQPValue::ShortShortInt(-1)),
+            ("u8", AMQPValue::ShortShortUInt(200)),
+            ("i16", AMQPValue::ShortInt(-300)),
+            ("u16", AMQPValue::ShortUInt(60000)),
+            ("i32", AMQPValue::LongInt(-70000)),
+            ("u32", AMQPValue::LongUInt(4_000_000_000)),
+            ("i64", AMQPValue::LongLongInt(1 << 40)),
+            ("f32", AMQPValue::Float(1.5)),
+            ("f64", AMQPValue::Double(-2.25)),
+            (
+                "dec",
+                AMQPValue::DecimalValue(DecimalValue {
+                    scale: 2,
+                    value: 314,
+                }),
+            ),
+            ("s", AMQPValue::LongString(LongString::from("text"))),
+            (
+                "a",
+                AMQPValue::FieldArray(FieldArray::from(vec![
+                    AMQPValue::LongString(LongString::from("x")),
+                    AMQPValue::FieldTable(inner.clone()),
+                ])),
+            ),
+            ("t", AMQPValue::Timestamp(1_700_000_000)),
+            ("tbl", AMQPValue::FieldTable(inner)),
+            (
+                "bin",
+                AMQPValue::ByteArray(ByteArray::from(vec![1u8, 2, 3])),
+            ),
+            ("void", AMQPValue::Void),
+        ] {
+            h.insert(k.into(), v);
+        }
+        let all = AMQPProperties::default()
+            .with_content_type("a".into())
+            .with_content_encoding("b".into())
+            .with_headers(h)
+            .with_delivery_mode(2)
+            .with_priority(4)
+            .with_correlation_id("c".into())
+            .with_reply_to("r".into())
+            .with_expiration("10".into())
+            .with_message_id("m".into())
+            .with_timestamp(99)
+            .with_type("t".into())
+            .with_user_id("u".into())
+            .with_app_id("app".into())
+            .with_cluster_id("cl".into());
+        for p in [
+            all,
+            AMQPProperties::default(),
+            AMQPProperties::default().with_priority(1),
+        ] {
+            assert_eq!(&encode_header(3, &p)[..], &encoded(p)[..]);
+        }
     }
 
     #[test]

@@ -72,7 +72,15 @@ impl Outbox {
                 return true;
             }
             if inner.buf.len() >= HIGH_WATER {
-                inner.waiting.push(Arc::downgrade(queue));
+                // Once per queue: a queue retried by every publish must not
+                // grow the list (and the kicks) with each attempt.
+                if !inner
+                    .waiting
+                    .iter()
+                    .any(|w| w.as_ptr() == Arc::as_ptr(queue))
+                {
+                    inner.waiting.push(Arc::downgrade(queue));
+                }
                 return false;
             }
             encode(&mut inner.buf);
