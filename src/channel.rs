@@ -29,6 +29,7 @@ use crate::frame::{self, Frame};
 use crate::message::{value_as_i64, Message};
 use crate::publish;
 use crate::queue::Queue;
+use crate::reply_to;
 use crate::store::SyncWaiter;
 use crate::vhost::{ExchangeDeclare, QueueDeclare};
 
@@ -104,6 +105,8 @@ pub struct Channel {
     route: Route,
     /// Scratch list of a publish's destination queues, reused across publishes.
     targets: Vec<Arc<Queue>>,
+    /// The reply name of this channel's direct reply-to consumer.
+    reply_to: Option<String>,
 }
 
 impl Channel {
@@ -120,6 +123,7 @@ impl Channel {
             last_queue: None,
             route: Route::default(),
             targets: Vec::new(),
+            reply_to: None,
         }
     }
 
@@ -213,10 +217,9 @@ impl Channel {
     /// Releases consumers and unacked messages (channel or connection closing).
     pub fn cleanup(&mut self, session: &mut Session) {
         for (_, (consumer, queue)) in self.consumers.drain() {
-            if queue.remove_consumer(&consumer) {
-                session.vhost.remove_queue(&queue);
-            }
+            release_consumer(session, &consumer, &queue);
         }
+        self.reply_to = None;
         if let Mode::Tx(tx) = &mut self.mode {
             // Acks of an uncommitted transaction never happened: those messages
             // are still unacked, and so are requeued below.
@@ -342,13 +345,39 @@ impl Channel {
             }
         }
         publish::check_routing_headers(header.properties.headers().as_ref()).map_err(err)?;
-        let message = Arc::new(Message {
+        let mut message = Message {
             exchange: publish.exchange.clone(),
             routing_key: publish.routing_key,
             properties: *header.properties,
             raw_header: Some(header.raw),
             body,
-        });
+        };
+        if message
+            .properties
+            .reply_to()
+            .as_ref()
+            .is_some_and(|r| r.as_str() == reply_to::QUEUE)
+        {
+            let Some(name) = &self.reply_to else {
+                return Err(err(AmqpError::PreconditionFailed(
+                    "fast reply consumer does not exist".into(),
+                )));
+            };
+            let properties = crate::headers::edit_properties(
+                &message.properties,
+                crate::headers::Edit {
+                    reply_to: Some(ShortString::from(name.as_str())),
+                    ..Default::default()
+                },
+            );
+            message = crate::headers::rebuild(
+                &message,
+                message.exchange.clone(),
+                message.routing_key.clone(),
+                properties,
+            );
+        }
+        let message = Arc::new(message);
         let exchange = publish.exchange.as_str();
         match &mut self.mode {
             Mode::Tx(tx) => {
@@ -418,6 +447,8 @@ impl Channel {
                     if !targets.iter().any(|q| Arc::ptr_eq(q, queue)) {
                         targets.push(queue.clone());
                     }
+                } else if key.starts_with(reply_to::PREFIX) {
+                    targets.extend(session.vhost.reply_to.get(key));
                 }
             }
         } else {
@@ -645,6 +676,19 @@ impl Channel {
         let vhost = session.vhost.clone();
         let conn = session.handle.id;
         match method {
+            q::AMQPMethod::Declare(d) if d.passive && d.queue.as_str() == reply_to::QUEUE => {
+                // RabbitMQ answers for the pseudo-queue as if it had one consumer.
+                if !d.nowait {
+                    self.send(
+                        session,
+                        AMQPClass::Queue(q::AMQPMethod::DeclareOk(q::DeclareOk {
+                            queue: d.queue,
+                            message_count: 0,
+                            consumer_count: 1,
+                        })),
+                    );
+                }
+            }
             q::AMQPMethod::Declare(d) => {
                 let name = if d.queue.as_str().is_empty() {
                     format!(
@@ -794,9 +838,10 @@ impl Channel {
             basic::AMQPMethod::Consume(c) => self.consume(session, c)?,
             basic::AMQPMethod::Cancel(c) => {
                 if let Some((consumer, queue)) = self.consumers.remove(c.consumer_tag.as_str()) {
-                    if queue.remove_consumer(&consumer) {
-                        session.vhost.remove_queue(&queue);
+                    if reply_to::is_reply_queue(&queue) {
+                        self.reply_to = None;
                     }
+                    release_consumer(session, &consumer, &queue);
                 }
                 if !c.nowait {
                     self.send(
@@ -852,7 +897,32 @@ impl Channel {
 
     fn consume(&mut self, session: &mut Session, c: basic::Consume) -> Result<(), AmqpError> {
         let name = self.queue_name(&c.queue)?;
-        let queue = session.vhost.queue(&name, session.handle.id)?;
+        let reply = name == reply_to::QUEUE;
+        if reply {
+            if !c.no_ack {
+                return Err(AmqpError::PreconditionFailed(
+                    "reply consumer cannot acknowledge".into(),
+                ));
+            }
+            if self.reply_to.is_some() {
+                return Err(AmqpError::PreconditionFailed(
+                    "reply consumer already set".into(),
+                ));
+            }
+        }
+        let found = if reply {
+            None
+        } else {
+            Some(session.vhost.queue(&name, session.handle.id)?)
+        };
+        if let Some(queue) = &found {
+            if queue.args().is_quorum() && self.delivery.global_prefetch() > 0 {
+                return Err(AmqpError::NotImplemented(format!(
+                    "queue '{name}' in vhost '{}' does not support global qos",
+                    session.vhost.name
+                )));
+            }
+        }
         self.consumers
             .retain(|_, (consumer, _)| !consumer.is_cancelled());
         let tag = if c.consumer_tag.as_str().is_empty() {
@@ -878,6 +948,13 @@ impl Channel {
                     ))
                 })?,
         };
+        let queue = match found {
+            Some(queue) => queue,
+            None => session
+                .vhost
+                .reply_to
+                .create(&session.vhost, session.handle.id),
+        };
         let consumer = Consumer::new(
             ShortString::from(tag.clone()),
             queue.name().clone(),
@@ -899,6 +976,9 @@ impl Channel {
                 outbox.send(|out| frame::push_method(out, id, ok));
             }
         })?;
+        if reply {
+            self.reply_to = Some(queue.name().to_string());
+        }
         self.consumers.insert(tag, (consumer, queue));
         Ok(())
     }
@@ -1025,6 +1105,17 @@ impl Channel {
             _ => return Err(unexpected()),
         }
         Ok(())
+    }
+}
+
+/// Takes a consumer off its queue: auto-deletes the queue if that was its
+/// last consumer, and drops a direct reply-to consumer's private queue.
+fn release_consumer(session: &Session, consumer: &Arc<Consumer>, queue: &Arc<Queue>) {
+    if reply_to::is_reply_queue(queue) {
+        queue.remove_consumer(consumer);
+        session.vhost.reply_to.remove(queue);
+    } else if queue.remove_consumer(consumer) {
+        session.vhost.remove_queue(queue);
     }
 }
 

@@ -210,6 +210,11 @@ impl DeliveryChannel {
         self.state.lock().global_prefetch = prefetch;
     }
 
+    /// basic.qos global=true's limit (0 = none).
+    pub fn global_prefetch(&self) -> u32 {
+        self.state.lock().global_prefetch
+    }
+
     pub fn unacked_count(&self) -> usize {
         self.state.lock().unacked.len()
     }

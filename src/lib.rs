@@ -27,6 +27,7 @@ pub mod outbox;
 pub mod publish;
 pub mod queue;
 pub mod queue_args;
+pub mod reply_to;
 pub mod server;
 pub mod store;
 pub mod vhost;

@@ -32,38 +32,40 @@ pub struct Outcome {
 }
 
 /// Enqueues `message` on every queue of `targets` (each once), writing it to the
-/// log first when it is persistent and some of them are durable.
+/// log first when it is persistent and some of them are durable (or quorum).
 pub fn enqueue(log: &MessageLog, targets: &[Arc<Queue>], message: Arc<Message>) -> Outcome {
     let mut outcome = Outcome::default();
+    let persistent = message.is_persistent();
+    // Quorum queues keep every message, as RabbitMQ's do (they are logged
+    // whatever the delivery mode).
+    let stores = |q: &Queue| q.log_id().is_some() && (persistent || q.args().is_quorum());
     let mut location: Option<Location> = None;
-    if message.is_persistent() {
-        let ids: Vec<u32> = targets.iter().filter_map(|q| q.log_id()).collect();
-        if !ids.is_empty() {
-            match log.append(
-                ids,
-                message.exchange.as_str(),
-                message.routing_key.as_str(),
-                &message.header_bytes(),
-                &message.body,
-            ) {
-                Ok(at) => {
-                    location = Some(at);
-                    outcome.stored = true;
-                }
-                Err(e) => {
-                    error!(error = %e, "cannot write a persistent message to the log");
-                    outcome.failed = true;
-                    return outcome;
-                }
+    let ids: Vec<u32> = targets
+        .iter()
+        .filter(|q| stores(q))
+        .filter_map(|q| q.log_id())
+        .collect();
+    if !ids.is_empty() {
+        match log.append(
+            ids,
+            message.exchange.as_str(),
+            message.routing_key.as_str(),
+            &message.header_bytes(),
+            &message.body,
+        ) {
+            Ok(at) => {
+                location = Some(at);
+                outcome.stored = true;
+            }
+            Err(e) => {
+                error!(error = %e, "cannot write a persistent message to the log");
+                outcome.failed = true;
+                return outcome;
             }
         }
     }
     for queue in targets {
-        let at = if queue.log_id().is_some() {
-            location
-        } else {
-            None
-        };
+        let at = if stores(queue) { location } else { None };
         if queue.publish(message.clone(), at) == Enqueue::Rejected {
             outcome.rejected = true;
         }

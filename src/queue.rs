@@ -698,7 +698,7 @@ impl Queue {
                 let Some(mut message) = self.pop_loaded(st) else {
                     return false;
                 };
-                self.annotate(&mut message);
+                self.annotate(&mut message, false);
                 let location = message.location;
                 let seq = message.seq;
                 match consumer.channel.deliver(self, &consumer, message) {
@@ -721,9 +721,9 @@ impl Queue {
     }
 
     /// Adds `x-delivery-count` to a message that was returned before (quorum
-    /// queues and queues with a delivery limit).
-    fn annotate(&self, message: &mut QueuedMessage) {
-        if message.deliveries > 0 && self.args.counts_deliveries() {
+    /// queues and queues with a delivery limit), or to any with `always`.
+    fn annotate(&self, message: &mut QueuedMessage, always: bool) {
+        if (always || message.deliveries > 0) && self.args.counts_deliveries() {
             message.message = Arc::new(crate::headers::with_header(
                 &message.message,
                 "x-delivery-count",
@@ -764,7 +764,9 @@ impl Queue {
             self.unlock(st);
             return None;
         };
-        self.annotate(&mut message);
+        // basic.get-ok carries the count from the first delivery on (0), as
+        // RabbitMQ's quorum queues do; basic.deliver only from the second.
+        self.annotate(&mut message, true);
         if no_ack {
             forget_key(&mut st, message.seq);
             self.settle_location(message.location);

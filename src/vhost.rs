@@ -79,13 +79,15 @@ const SYSTEM_EXCHANGES: &[(&str, ExchangeKind, bool)] = &[
 
 pub struct VHost {
     pub name: Arc<str>,
+    /// Itself, handed to queues (dead-lettering, x-expires).
+    me: Weak<VHost>,
+    /// Direct reply-to consumers.
+    pub reply_to: crate::reply_to::Registry,
     state: ArcSwap<Snapshot>,
     admin: Mutex<()>,
     meta: Arc<Meta>,
     /// Persistent messages of this vhost's durable queues.
     pub log: Arc<MessageLog>,
-    /// Itself, handed to queues (dead-lettering, x-expires).
-    me: Weak<VHost>,
 }
 
 fn persist_error(e: std::io::Error) -> AmqpError {
@@ -113,11 +115,12 @@ impl VHost {
         }
         Arc::new_cyclic(|me| Self {
             name: Arc::from(name),
+            me: me.clone(),
+            reply_to: Default::default(),
             state: ArcSwap::from_pointee(snap),
             admin: Mutex::new(()),
             meta,
             log,
-            me: me.clone(),
         })
     }
 
