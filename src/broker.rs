@@ -81,13 +81,16 @@ impl Broker {
             .filter(|q| q.vhost == name)
             .map(|q| q.id)
             .collect();
-        let (log, recovered) = self.store.open_log(name, &|id| ids.contains(&id))?;
+        let live = |id| ids.contains(&id) || id == crate::delayed::LOG_ID;
+        let (log, recovered) = self.store.open_log(name, &live)?;
         let vhost = VHost::new(name, self.store.meta.clone(), log);
         let by_id = vhost.restore(exchanges, queues, bindings);
         let count = recovered.len();
         for r in recovered {
             if let Some(queue) = by_id.get(&r.queue) {
                 queue.restore(&r);
+            } else if r.queue == crate::delayed::LOG_ID {
+                vhost.delayed.restore(&vhost, &r);
             }
         }
         self.vhosts.write().insert(name.to_string(), vhost);

@@ -23,8 +23,10 @@ use warren_routing::{Destination, RoutableMessage, Route};
 
 use crate::connection::Session;
 use crate::consumer::Consumer;
+use crate::delayed;
 use crate::delivery::{self, DeliveryChannel, Unacked};
 use crate::error::{AmqpError, MethodError};
+use crate::exchange_types::Extension;
 use crate::frame::{self, Frame};
 use crate::message::{value_as_i64, Message};
 use crate::publish;
@@ -456,33 +458,60 @@ impl Channel {
             if x.internal {
                 return Err(internal_exchange(exchange, &session.vhost.name));
             }
-            snap.topology.route(
-                exchange,
-                &RoutableMessage {
-                    routing_key: message.routing_key.as_str(),
-                    headers: message.headers(),
-                },
-                &mut self.route,
-            );
-            targets.extend(
-                self.route
-                    .queues
-                    .iter()
-                    .filter_map(|name| snap.queues.get(name).cloned()),
-            );
-            for key in &extra_keys {
+            let skip = match &x.extension {
+                Extension::None => false,
+                Extension::Delayed => {
+                    if let Some(delay) = delayed::delay_of(&message) {
+                        self.targets = targets;
+                        if bcc {
+                            message = Arc::new(publish::strip_bcc(&message));
+                        }
+                        let held = session
+                            .vhost
+                            .delayed
+                            .hold(&session.vhost, &x, message, delay);
+                        return Ok(if held.failed {
+                            Enqueued::Failed
+                        } else if held.stored {
+                            Enqueued::Stored
+                        } else {
+                            Enqueued::Memory
+                        });
+                    }
+                    false
+                }
+                // A repeat within the window is not routed.
+                Extension::Deduplication(cache) => cache.is_duplicate(&message),
+            };
+            if !skip {
                 snap.topology.route(
                     exchange,
                     &RoutableMessage {
-                        routing_key: key,
+                        routing_key: message.routing_key.as_str(),
                         headers: message.headers(),
                     },
                     &mut self.route,
                 );
-                for name in &self.route.queues {
-                    if let Some(queue) = snap.queues.get(name) {
-                        if !targets.iter().any(|q| Arc::ptr_eq(q, queue)) {
-                            targets.push(queue.clone());
+                targets.extend(
+                    self.route
+                        .queues
+                        .iter()
+                        .filter_map(|name| snap.queues.get(name).cloned()),
+                );
+                for key in &extra_keys {
+                    snap.topology.route(
+                        exchange,
+                        &RoutableMessage {
+                            routing_key: key,
+                            headers: message.headers(),
+                        },
+                        &mut self.route,
+                    );
+                    for name in &self.route.queues {
+                        if let Some(queue) = snap.queues.get(name) {
+                            if !targets.iter().any(|q| Arc::ptr_eq(q, queue)) {
+                                targets.push(queue.clone());
+                            }
                         }
                     }
                 }

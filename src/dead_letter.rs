@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use tracing::{error, warn};
-use warren_routing::{RoutableMessage, Route};
+use warren_routing::Route;
 
 use crate::expiry::now_ms;
 use crate::headers::{self, Edit};
@@ -129,31 +129,14 @@ fn publish(queue: &Arc<Queue>, mut letters: Vec<DeadLetter>) {
         );
         let deaths = deaths_of(&dead);
         targets.clear();
-        for key in &keys {
-            if exchange.is_empty() {
-                if let Some(q) = snap.queues.get(key.as_str()) {
-                    if !targets.iter().any(|t| Arc::ptr_eq(t, q)) {
-                        targets.push(q.clone());
-                    }
-                }
-                continue;
-            }
-            snap.topology.route(
-                &exchange,
-                &RoutableMessage {
-                    routing_key: key,
-                    headers: dead.headers(),
-                },
-                &mut route,
-            );
-            for name in &route.queues {
-                if let Some(q) = snap.queues.get(name) {
-                    if !targets.iter().any(|t| Arc::ptr_eq(t, q)) {
-                        targets.push(q.clone());
-                    }
-                }
-            }
-        }
+        crate::publish::route_keys(
+            &snap,
+            &exchange,
+            &keys,
+            dead.headers(),
+            &mut route,
+            &mut targets,
+        );
         if letter.reason != Reason::Rejected {
             targets.retain(|t| {
                 let cycle = is_cycle(t.name(), &deaths);

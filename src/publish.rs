@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use amq_protocol::types::{AMQPValue, FieldTable};
 use tracing::error;
+use warren_routing::{RoutableMessage, Route};
 
 use crate::arguments::type_name;
 use crate::error::AmqpError;
@@ -19,6 +20,7 @@ use crate::headers::{self, Edit};
 use crate::message::{value_as_str, Message};
 use crate::queue::{Enqueue, Queue};
 use crate::store::{Location, MessageLog};
+use crate::vhost::Snapshot;
 
 /// What happened to a message handed to [`enqueue`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -138,4 +140,42 @@ pub fn strip_bcc(message: &Message) -> Message {
         message.routing_key.clone(),
         properties,
     )
+}
+
+/// Routes a message through `exchange` ("" is the default exchange) once per
+/// routing key, adding each queue reached to `targets` once.
+pub fn route_keys(
+    snap: &Snapshot,
+    exchange: &str,
+    keys: &[String],
+    headers: Option<&FieldTable>,
+    route: &mut Route,
+    targets: &mut Vec<Arc<Queue>>,
+) {
+    let mut add = |queue: &Arc<Queue>| {
+        if !targets.iter().any(|t| Arc::ptr_eq(t, queue)) {
+            targets.push(queue.clone());
+        }
+    };
+    for key in keys {
+        if exchange.is_empty() {
+            if let Some(queue) = snap.queues.get(key.as_str()) {
+                add(queue);
+            }
+            continue;
+        }
+        snap.topology.route(
+            exchange,
+            &RoutableMessage {
+                routing_key: key,
+                headers,
+            },
+            route,
+        );
+        for name in &route.queues {
+            if let Some(queue) = snap.queues.get(name) {
+                add(queue);
+            }
+        }
+    }
 }

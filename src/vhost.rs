@@ -20,6 +20,7 @@ use warren_routing::{Destination, ExchangeKind, Topology};
 use crate::arguments::{self, check_equivalent, inequivalent_property};
 use crate::consumer::Consumer;
 use crate::error::{in_vhost, AmqpError};
+use crate::exchange_types::{self, Extension};
 use crate::frame;
 use crate::queue::{Queue, QueueConfig};
 use crate::store::meta::{BindingDef, ExchangeDef, QueueDef};
@@ -34,6 +35,8 @@ pub struct Exchange {
     pub auto_delete: bool,
     pub internal: bool,
     pub arguments: FieldTable,
+    /// What a plugin exchange type (delayed, deduplication) adds.
+    pub extension: Extension,
 }
 
 /// Everything a publisher needs to route, as one immutable value.
@@ -83,6 +86,8 @@ pub struct VHost {
     me: Weak<VHost>,
     /// Direct reply-to consumers.
     pub reply_to: crate::reply_to::Registry,
+    /// Messages held by delayed-message exchanges.
+    pub delayed: crate::delayed::Delayed,
     state: ArcSwap<Snapshot>,
     admin: Mutex<()>,
     meta: Arc<Meta>,
@@ -110,6 +115,7 @@ impl VHost {
                     auto_delete: false,
                     internal: *internal,
                     arguments: FieldTable::default(),
+                    extension: Extension::None,
                 }),
             );
         }
@@ -117,6 +123,7 @@ impl VHost {
             name: Arc::from(name),
             me: me.clone(),
             reply_to: Default::default(),
+            delayed: Default::default(),
             state: ArcSwap::from_pointee(snap),
             admin: Mutex::new(()),
             meta,
@@ -135,7 +142,7 @@ impl VHost {
         let mut by_id = HashMap::new();
         let _ = self.update(|snap| {
             for x in exchanges.iter().filter(|x| *x.vhost == *self.name) {
-                let Some(kind) = ExchangeKind::parse(&x.kind) else {
+                let Ok((kind, extension)) = exchange_types::resolve(&x.kind, &x.arguments) else {
                     tracing::error!(exchange = %x.name, kind = %x.kind, "stored exchange has an unknown type; skipped");
                     continue;
                 };
@@ -153,6 +160,7 @@ impl VHost {
                         auto_delete: x.auto_delete,
                         internal: x.internal,
                         arguments: x.arguments.clone(),
+                        extension,
                     }),
                 );
             }
@@ -252,12 +260,10 @@ impl VHost {
         if req.passive {
             return self.exchange(&self.snapshot(), req.name).map(|_| ());
         }
-        let kind = ExchangeKind::parse(req.kind).ok_or_else(|| {
-            AmqpError::CommandInvalid(format!("invalid exchange type '{}'", req.kind))
-        })?;
         if let Some(existing) = self.snapshot().exchanges.get(req.name) {
-            return self.check_exchange_equivalent(existing, kind, req);
+            return self.check_exchange_equivalent(existing, req);
         }
+        let (kind, extension) = exchange_types::resolve(req.kind, req.arguments)?;
         if req.name.starts_with("amq.") {
             return Err(AmqpError::AccessRefused(format!(
                 "exchange name '{}' contains reserved prefix 'amq.*'",
@@ -266,7 +272,7 @@ impl VHost {
         }
         self.update(|snap| {
             if let Some(existing) = snap.exchanges.get(req.name) {
-                return self.check_exchange_equivalent(existing, kind, req);
+                return self.check_exchange_equivalent(existing, req);
             }
             let name: Arc<str> = Arc::from(req.name);
             snap.topology.add_exchange(&name, kind);
@@ -278,7 +284,7 @@ impl VHost {
                     .put_exchange(&ExchangeDef {
                         vhost: self.name.to_string(),
                         name: req.name.to_string(),
-                        kind: kind.as_str().to_string(),
+                        kind: extension.type_name(kind).to_string(),
                         durable: true,
                         auto_delete: req.auto_delete,
                         internal: req.internal,
@@ -295,6 +301,7 @@ impl VHost {
                     auto_delete: req.auto_delete,
                     internal: req.internal,
                     arguments: req.arguments.clone(),
+                    extension,
                 }),
             );
             Ok(())
@@ -304,7 +311,6 @@ impl VHost {
     fn check_exchange_equivalent(
         &self,
         existing: &Exchange,
-        kind: ExchangeKind,
         req: &ExchangeDeclare<'_>,
     ) -> Result<(), AmqpError> {
         let differ = |property: &str, received: String, current: String| {
@@ -312,12 +318,17 @@ impl VHost {
                 "exchange", req.name, &self.name, property, received, current,
             )
         };
-        if existing.kind != kind {
-            return Err(differ(
-                "type",
-                kind.as_str().into(),
-                existing.kind.as_str().into(),
-            ));
+        let current = existing.extension.type_name(existing.kind);
+        if current != req.kind {
+            if ExchangeKind::parse(req.kind).is_none()
+                && ![exchange_types::DELAYED, exchange_types::DEDUPLICATION].contains(&req.kind)
+            {
+                return Err(AmqpError::CommandInvalid(format!(
+                    "invalid exchange type '{}'",
+                    req.kind
+                )));
+            }
+            return Err(differ("type", req.kind.into(), current.into()));
         }
         if existing.durable != req.durable {
             return Err(differ(

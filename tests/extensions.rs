@@ -405,3 +405,104 @@ async fn priorities_ttl_and_dead_letters_survive_a_restart() {
     })
     .await;
 }
+
+/// Acceptance 3, delayed messages: a persistent message held by a durable
+/// delayed-message exchange survives a restart and is delivered when its delay
+/// is over; a transient message in a quorum queue survives too (quorum queues
+/// keep every message).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_messages_and_quorum_queues_survive_a_restart() {
+    if TestBroker::is_external() {
+        return;
+    }
+    let mut broker = TestBroker::start().await;
+    within(async {
+        let conn = lapin_connect(&broker.uri()).await;
+        let ch = conn.create_channel().await.expect("channel");
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirms");
+        ch.exchange_declare(
+            s("later"),
+            ExchangeKind::Custom("x-delayed-message".into()),
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args(&[("x-delayed-type", long("direct"))]),
+        )
+        .await
+        .expect("delayed exchange");
+        declare(&ch, "delivered-later", FieldTable::default()).await;
+        ch.queue_bind(
+            s("delivered-later"),
+            s("later"),
+            s("k"),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+        let delayed = |ms: i32, body: &'static str, props: BasicProperties| {
+            let ch = ch.clone();
+            async move {
+                let mut h = FieldTable::default();
+                h.insert("x-delay".into(), AMQPValue::LongInt(ms));
+                ch.basic_publish(
+                    s("later"),
+                    s("k"),
+                    BasicPublishOptions::default(),
+                    body.as_bytes(),
+                    props.with_headers(h),
+                )
+                .await
+                .expect("publish")
+                .await
+                .expect("confirm")
+            }
+        };
+        delayed(3000, "persistent", persistent()).await;
+        delayed(3000, "transient", BasicProperties::default()).await;
+        declare(&ch, "quorum", args(&[("x-queue-type", long("quorum"))])).await;
+        publish(
+            &ch,
+            "quorum",
+            "transient-in-quorum",
+            BasicProperties::default(),
+        )
+        .await;
+        assert_eq!(count(&ch, "delivered-later").await, 0);
+        drop(ch);
+        let _ = conn.close(200, "bye".into()).await;
+
+        broker.kill9();
+        broker.restart().await;
+        let conn = lapin_connect(&broker.uri()).await;
+        let ch = conn.create_channel().await.expect("channel");
+        let bodies: Vec<String> = drain(&ch, "quorum")
+            .await
+            .into_iter()
+            .map(|(b, _)| b)
+            .collect();
+        assert_eq!(bodies, ["transient-in-quorum"]);
+        assert_eq!(count(&ch, "delivered-later").await, 0, "released too early");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while count(&ch, "delivered-later").await < 1 {
+            assert!(
+                Instant::now() < deadline,
+                "delayed message lost in the restart"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let got = drain(&ch, "delivered-later").await;
+        assert_eq!(got.len(), 1, "only the persistent one survives");
+        assert_eq!(got[0].0, "persistent");
+        let delay = got[0]
+            .1
+            .headers()
+            .as_ref()
+            .and_then(|h| h.inner().get("x-delay").cloned());
+        assert_eq!(delay, Some(AMQPValue::LongInt(-3000)));
+    })
+    .await;
+}

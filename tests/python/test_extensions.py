@@ -581,3 +581,114 @@ def test_direct_reply_to_unknown_name_is_unroutable(conn, ch):
     ch.basic_publish("", "amq.rabbitmq.reply-to.bogus", b"x", mandatory=True)
     pump(conn, lambda: returns, what="basic.return")
     assert returns == [312]
+
+
+# ----------------------------------------------------------------- plugins: delayed messages
+
+@pytest.fixture
+def warren_only(broker):
+    if broker.is_reference:
+        pytest.skip("a plugin the reference RabbitMQ does not run")
+
+
+def delayed_exchange(ch, kind="direct", **kw):
+    x = uid("delayed")
+    ch.exchange_declare(x, "x-delayed-message", auto_delete=True,
+                        arguments={"x-delayed-type": kind}, **kw)
+    return x
+
+
+def test_delayed_message_exchange(conn, ch, warren_only):
+    x = delayed_exchange(ch)
+    q = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(q, x, "k")
+    ch.basic_publish(x, "k", b"later", pika.BasicProperties(headers={"x-delay": 400}))
+    ch.basic_publish(x, "k", b"sooner", pika.BasicProperties(headers={"x-delay": 150}))
+    ch.basic_publish(x, "k", b"now")
+    ch.basic_publish(x, "other", b"unrouted", pika.BasicProperties(headers={"x-delay": 50}))
+    assert [b for _, _, b in drain(conn, ch, q)] == [b"now"]
+    got = drain(conn, ch, q, n=2, timeout=3)
+    assert [b for _, _, b in got] == [b"sooner", b"later"]
+    assert got[0][1].headers["x-delay"] == -150  # as the plugin writes it
+    assert got[0][0].exchange == x and got[0][0].routing_key == "k"
+    settle(conn, 0.2)
+    assert queue_count(conn, q) == 0
+
+
+def test_delayed_message_exchange_confirms_and_is_not_returned(conn, ch, warren_only):
+    x = delayed_exchange(ch, "fanout")
+    returns = []
+    ch.add_on_return_callback(lambda *a: returns.append(a))
+    ch.confirm_delivery()
+    ch.basic_publish(x, "", b"nowhere", pika.BasicProperties(headers={"x-delay": 100}),
+                     mandatory=True)
+    settle(conn, 0.4)
+    assert returns == []
+
+
+def test_delayed_message_exchange_needs_delayed_type(conn, ch, warren_only):
+    with channel_error(conn, ch, 406, "PRECONDITION_FAILED - Invalid argument, 'x-delayed-type' "
+                       "must bean existing exchnage type"):
+        ch.exchange_declare(uid("delayed"), "x-delayed-message")
+
+
+def test_delayed_message_exchange_redeclare(conn, ch, warren_only):
+    x = delayed_exchange(ch, "topic")
+    ch.exchange_declare(x, "x-delayed-message", auto_delete=True,
+                        arguments={"x-delayed-type": "topic"})
+    with channel_error(conn, ch, 406, "PRECONDITION_FAILED - inequivalent arg 'type' for exchange "
+                       "'%s' in vhost '/': received 'topic' but current is "
+                       "'x-delayed-message'" % x):
+        ch.exchange_declare(x, "topic", auto_delete=True)
+
+
+# ----------------------------------------------------------------- plugins: deduplication
+
+def test_deduplication_exchange(conn, ch, warren_only):
+    x = uid("dedup")
+    ch.exchange_declare(x, "x-message-deduplication", auto_delete=True,
+                        arguments={"x-cache-size": 100, "x-cache-ttl": 300})
+    q = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(q, x, "ignored")  # routes as fanout
+    returns = []
+    ch.add_on_return_callback(lambda c, m, p, b: returns.append(b))
+    key = {"x-deduplication-header": "order-1"}
+    ch.basic_publish(x, "any", b"first", pika.BasicProperties(headers=key))
+    ch.basic_publish(x, "any", b"repeat", pika.BasicProperties(headers=key), mandatory=True)
+    ch.basic_publish(x, "any", b"no-key")
+    ch.basic_publish(x, "any", b"no-key")
+    ch.basic_publish(x, "any", b"short-window", pika.BasicProperties(
+        headers={"x-deduplication-header": "order-2", "x-cache-ttl": 50}))
+    pump(conn, lambda: returns, what="basic.return of the repeat")
+    assert returns == [b"repeat"]
+    time.sleep(0.1)
+    ch.basic_publish(x, "any", b"order-2-again", pika.BasicProperties(
+        headers={"x-deduplication-header": "order-2"}))
+    time.sleep(0.3)
+    ch.basic_publish(x, "any", b"after-window", pika.BasicProperties(headers=key))
+    assert [b for _, _, b in drain(conn, ch, q, n=6)] == [
+        b"first", b"no-key", b"no-key", b"short-window", b"order-2-again", b"after-window"]
+
+
+def test_deduplication_exchange_needs_cache_size(conn, ch, warren_only):
+    with channel_error(conn, ch, 406, "PRECONDITION_FAILED - Missing or invalid argument, "
+                       "'x-cache-size' must be an integer greater than 0"):
+        ch.exchange_declare(uid("dedup"), "x-message-deduplication")
+
+
+def test_deduplication_queue(conn, ch, warren_only):
+    q = ch.queue_declare("", exclusive=True,
+                         arguments={"x-message-deduplication": True}).method.queue
+    ch.confirm_delivery()
+    key = {"x-deduplication-header": 42}
+    ch.basic_publish("", q, b"one", pika.BasicProperties(headers=key))
+    ch.basic_publish("", q, b"dup", pika.BasicProperties(headers=key))  # confirmed, dropped
+    ch.basic_publish("", q, b"free")
+    assert queue_count(conn, q) == 2
+    m, _, b = drain(conn, ch, q, n=1, auto_ack=False)[0]
+    assert b == b"one"
+    # Unacked still counts as in the queue.
+    ch.basic_publish("", q, b"dup-while-unacked", pika.BasicProperties(headers=key))
+    ch.basic_ack(m.delivery_tag)
+    ch.basic_publish("", q, b"again", pika.BasicProperties(headers=key))
+    assert [b for _, _, b in drain(conn, ch, q)] == [b"free", b"again"]
