@@ -215,6 +215,7 @@ mod tests {
         let msg = RoutableMessage {
             routing_key: key,
             headers,
+            ..Default::default()
         };
         let matched = t.route(&msg, &mut |d| out.push(d.clone()));
         (matched, out)

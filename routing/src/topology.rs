@@ -218,6 +218,7 @@ mod tests {
             &RoutableMessage {
                 routing_key: key,
                 headers: h,
+                ..Default::default()
             },
             &mut route,
         );
@@ -284,6 +285,7 @@ mod tests {
             &RoutableMessage {
                 routing_key: "k",
                 headers: None,
+                ..Default::default()
             },
             &mut route,
         );
@@ -462,6 +464,7 @@ mod tests {
         let msg = RoutableMessage {
             routing_key: "",
             headers: None,
+            ..Default::default()
         };
         t.route("f", &msg, &mut route);
         t.route("f", &msg, &mut route);
