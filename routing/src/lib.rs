@@ -28,6 +28,7 @@ mod headers;
 mod kind;
 mod registry;
 mod route;
+mod selected;
 mod selector;
 mod topic;
 mod topology;

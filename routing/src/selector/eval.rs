@@ -413,7 +413,10 @@ mod tests {
         );
         assert_eq!(arith(ArithOp::Add, Str("a"), Int(1)), Null);
         assert_eq!(arith(ArithOp::Add, Null, Int(1)), Null);
-        assert_eq!(unary(UnaryOp::Neg, Int(i64::MIN)), Float(-(i64::MIN as f64)));
+        assert_eq!(
+            unary(UnaryOp::Neg, Int(i64::MIN)),
+            Float(-(i64::MIN as f64))
+        );
         assert_eq!(unary(UnaryOp::Plus, Str("a")), Null);
     }
 

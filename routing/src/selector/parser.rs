@@ -556,7 +556,11 @@ fn term(i: &str, nesting: usize) -> PResult<'_, Node> {
         i,
         nesting,
         unary,
-        &[('*', ArithOp::Mul), ('/', ArithOp::Div), ('%', ArithOp::Rem)],
+        &[
+            ('*', ArithOp::Mul),
+            ('/', ArithOp::Div),
+            ('%', ArithOp::Rem),
+        ],
     )
 }
 
@@ -575,7 +579,9 @@ fn unary(i: &str, nesting: usize) -> PResult<'_, Node> {
     }
     let nesting = deeper(at, nesting)?;
     let (rest, inner) = commit("an operand", unary(after, nesting))?;
-    let n = node(rest, deepest([&inner]), || Expr::Unary(op, Box::new(inner.expr)))?;
+    let n = node(rest, deepest([&inner]), || {
+        Expr::Unary(op, Box::new(inner.expr))
+    })?;
     Ok((rest, n))
 }
 
@@ -652,11 +658,8 @@ fn identifier(i: &str) -> PResult<'_, Node> {
         "body" => body_path(rest),
         _ => {
             // A header, its name possibly dotted (`order.id`).
-            let (rest, name) = recognize(pair(
-                word,
-                nom::multi::many0_count(pair(char('.'), word)),
-            ))
-            .parse(i)?;
+            let (rest, name) =
+                recognize(pair(word, nom::multi::many0_count(pair(char('.'), word)))).parse(i)?;
             Ok((rest, Node::leaf(Expr::Header(name.into()))))
         }
     }

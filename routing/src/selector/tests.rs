@@ -24,14 +24,26 @@ fn headers() -> FieldTable {
         ("amount", AMQPValue::LongInt(1500)),
         ("small", AMQPValue::ShortShortInt(-3)),
         ("ratio", AMQPValue::Double(0.25)),
-        ("price", AMQPValue::DecimalValue(DecimalValue { scale: 2, value: 1999 })),
+        (
+            "price",
+            AMQPValue::DecimalValue(DecimalValue {
+                scale: 2,
+                value: 1999,
+            }),
+        ),
         ("vip", AMQPValue::Boolean(true)),
         ("blocked", AMQPValue::Boolean(false)),
         ("nothing", AMQPValue::Void),
         ("x-tenant", AMQPValue::ShortString("acme".into())),
         ("order.id", long("o-17")),
-        ("list", AMQPValue::FieldArray(FieldArray::from(vec![long("a")]))),
-        ("binary", AMQPValue::LongString(LongString::from(vec![0xff, 0xfe]))),
+        (
+            "list",
+            AMQPValue::FieldArray(FieldArray::from(vec![long("a")])),
+        ),
+        (
+            "binary",
+            AMQPValue::LongString(LongString::from(vec![0xff, 0xfe])),
+        ),
         ("quote", long("it's")),
     ])
 }
@@ -373,7 +385,12 @@ fn body_is_null_unless_json() {
     for (content_type, body, expected, null) in [
         (None, &br#"{"a": 1}"#[..], T, F),
         (Some("application/json"), br#"{"a": 1}"#, T, F),
-        (Some("application/json; charset=utf-8"), br#"{"a": 1}"#, T, F),
+        (
+            Some("application/json; charset=utf-8"),
+            br#"{"a": 1}"#,
+            T,
+            F,
+        ),
         (Some("text/plain"), br#"{"a": 1}"#, U, T),
         (None, b"not json", U, T),
         (None, b"", U, T),
@@ -389,7 +406,11 @@ fn body_is_null_unless_json() {
             ..Default::default()
         };
         let input = input_for(&message);
-        assert_eq!(selector.evaluate(&input), expected, "{content_type:?} {body:?}");
+        assert_eq!(
+            selector.evaluate(&input),
+            expected,
+            "{content_type:?} {body:?}"
+        );
         assert_eq!(missing.evaluate(&input), null, "{content_type:?} {body:?}");
     }
 }
@@ -426,7 +447,11 @@ fn message_without_headers_reads_null() {
         ("sys.priority IS NULL", T),
         ("sys.timestamp IS NULL", T),
     ] {
-        assert_eq!(Selector::parse(s).unwrap().evaluate(&input), expected, "{s}");
+        assert_eq!(
+            Selector::parse(s).unwrap().evaluate(&input),
+            expected,
+            "{s}"
+        );
     }
 }
 
@@ -510,7 +535,10 @@ fn error_messages_give_position_and_expectation() {
         error_text("a = 99999999999999999999"),
         "at position 5: integer literal out of range"
     );
-    assert_eq!(error_text("a = #"), "at position 5: expected an operand, found '#'");
+    assert_eq!(
+        error_text("a = #"),
+        "at position 5: expected an operand, found '#'"
+    );
     // Positions count characters, not bytes.
     assert_eq!(
         error_text("'é' = "),
