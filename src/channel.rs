@@ -19,7 +19,7 @@ use amq_protocol::types::ShortString;
 use bytes::{Bytes, BytesMut};
 use rand::distr::{Alphanumeric, SampleString};
 use tracing::debug;
-use warren_routing::{Destination, RoutableMessage, Route};
+use warren_routing::{Destination, Route};
 
 use crate::connection::Session;
 use crate::consumer::Consumer;
@@ -383,14 +383,8 @@ impl Channel {
             if x.internal {
                 return Err(internal_exchange(exchange, &session.vhost.name));
             }
-            snap.topology.route(
-                exchange,
-                &RoutableMessage {
-                    routing_key: message.routing_key.as_str(),
-                    headers: message.headers(),
-                },
-                &mut self.route,
-            );
+            snap.topology
+                .route(exchange, &message.routable(), &mut self.route);
             for name in &self.route.queues {
                 if let Some(queue) = snap.queues.get(name) {
                     queue.publish(message.clone());

@@ -10,6 +10,7 @@
 use amq_protocol::protocol::basic::AMQPProperties;
 use amq_protocol::types::{AMQPValue, FieldTable, ShortString};
 use bytes::Bytes;
+use warren_routing::{MessageProperties, RoutableMessage};
 
 use crate::frame;
 
@@ -28,6 +29,32 @@ pub struct Message {
 impl Message {
     pub fn headers(&self) -> Option<&FieldTable> {
         self.properties.headers().as_ref()
+    }
+
+    /// What routing reads of this message (binding selectors included),
+    /// borrowed: building it allocates nothing.
+    pub fn routable(&self) -> RoutableMessage<'_> {
+        let p = &self.properties;
+        RoutableMessage {
+            routing_key: self.routing_key.as_str(),
+            headers: self.headers(),
+            exchange: self.exchange.as_str(),
+            properties: MessageProperties {
+                content_type: text(p.content_type()),
+                content_encoding: text(p.content_encoding()),
+                delivery_mode: *p.delivery_mode(),
+                priority: *p.priority(),
+                correlation_id: text(p.correlation_id()),
+                reply_to: text(p.reply_to()),
+                expiration: text(p.expiration()),
+                message_id: text(p.message_id()),
+                timestamp: *p.timestamp(),
+                message_type: text(p.kind()),
+                user_id: text(p.user_id()),
+                app_id: text(p.app_id()),
+            },
+            body: &self.body,
+        }
     }
 
     /// Whether the publisher asked for persistence (delivery-mode 2).
@@ -53,6 +80,10 @@ impl Message {
         }
         frame::push_body(out, channel, &self.body, frame_max);
     }
+}
+
+fn text(v: &Option<ShortString>) -> Option<&str> {
+    v.as_ref().map(ShortString::as_str)
 }
 
 /// A header value as a string, whichever string type the client used.

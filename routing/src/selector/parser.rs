@@ -644,13 +644,12 @@ fn identifier(i: &str) -> PResult<'_, Node> {
             match Property::by_name(name) {
                 Some(p) => Ok((rest, Node::leaf(Expr::Property(p)))),
                 None => {
+                    // Short enough for a reply text (255 bytes) with its prefixes.
                     let known: Vec<&str> = Property::ALL.iter().map(|(n, _)| *n).collect();
+                    let name: String = name.chars().take(24).collect();
                     failure(
                         name_at,
-                        format!(
-                            "unknown property sys.{name}; known: sys.{}",
-                            known.join(", sys.")
-                        ),
+                        format!("unknown property sys.{name}; known: {}", known.join(", ")),
                     )
                 }
             }

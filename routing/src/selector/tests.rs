@@ -526,7 +526,7 @@ fn error_messages_give_position_and_expectation() {
         "at position 8: in a LIKE pattern the escape character must precede %, _ or itself"
     );
     assert!(error_text("sys.nope = 1")
-        .starts_with("at position 5: unknown property sys.nope; known: sys.routing_key, "));
+        .starts_with("at position 5: unknown property sys.nope; known: routing_key, exchange, "));
     assert_eq!(
         error_text("body.a[x] = 1"),
         "at position 8: expected an array index, found 'x'"
