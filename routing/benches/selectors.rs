@@ -43,7 +43,7 @@ fn body(i: usize) -> Vec<u8> {
         i * 37 % 3_000,
         i % 97,
         REGIONS[i % 4],
-        i % 5 == 0,
+        i.is_multiple_of(5),
         i % 13
     )
     .into_bytes()
