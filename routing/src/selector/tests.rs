@@ -551,6 +551,7 @@ fn bad_regexes_are_refused_with_a_one_line_reason() {
     let e = error("a MATCHES '(unclosed'");
     assert_eq!(e.position, 11);
     assert!(e.message.starts_with("invalid regex: "), "{e}");
+    assert_eq!(e.message, "invalid regex: unclosed group");
     assert!(!e.message.contains('\n'), "{e}");
     let e = error("a MATCHES '\\w{1000}{1000}'");
     assert_eq!(e.message, "invalid regex: pattern too large once compiled");
