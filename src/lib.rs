@@ -22,4 +22,5 @@ pub mod message;
 pub mod outbox;
 pub mod queue;
 pub mod server;
+pub mod store;
 pub mod vhost;

@@ -13,10 +13,14 @@ async fn main() -> std::process::ExitCode {
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
-    if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
-        error!(dir = %config.data_dir.display(), error = %e, "cannot create data directory");
-        return std::process::ExitCode::FAILURE;
-    }
+    let broker = match Broker::open(&config.data_dir) {
+        Ok(broker) => broker,
+        Err(e) => {
+            error!(error = %e, "cannot open the store");
+            eprintln!("warren: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let listener = match server::bind(config.amqp_listen).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -25,7 +29,8 @@ async fn main() -> std::process::ExitCode {
         }
     };
     info!(addr = %listener.local_addr().map_or(config.amqp_listen, |a| a), version = env!("CARGO_PKG_VERSION"), "Warren listening for AMQP");
-    server::run(listener, Broker::new(), shutdown_signal()).await;
+    server::run(listener, broker.clone(), shutdown_signal()).await;
+    broker.shutdown();
     info!("stopped");
     std::process::ExitCode::SUCCESS
 }
