@@ -21,6 +21,7 @@ use crate::arguments::{self, check_equivalent, inequivalent_property};
 use crate::consumer::Consumer;
 use crate::error::{in_vhost, AmqpError};
 use crate::frame;
+use crate::policy::Policies;
 use crate::queue::{Queue, QueueConfig};
 
 /// An exchange's declared properties (its bindings live in the topology).
@@ -79,6 +80,8 @@ pub struct VHost {
     pub name: Arc<str>,
     state: ArcSwap<Snapshot>,
     admin: Mutex<()>,
+    /// Policies of this vhost (`crate::policy`); they apply to existing and future objects.
+    pub policies: Policies,
 }
 
 impl VHost {
@@ -103,6 +106,7 @@ impl VHost {
             name: Arc::from(name),
             state: ArcSwap::from_pointee(snap),
             admin: Mutex::new(()),
+            policies: Policies::default(),
         })
     }
 
@@ -186,12 +190,8 @@ impl VHost {
             let name: Arc<str> = Arc::from(req.name);
             snap.topology.add_exchange(&name, kind);
             if let Some(table) = snap.topology.exchange_mut(&name) {
-                let ae = req
-                    .arguments
-                    .inner()
-                    .get("alternate-exchange")
-                    .and_then(crate::message::value_as_str)
-                    .map(Arc::from);
+                let ae =
+                    argument_ae(req.arguments).or_else(|| self.policies.alternate_exchange(&name));
                 table.set_alternate_exchange(ae);
             }
             snap.exchanges.insert(
@@ -207,6 +207,27 @@ impl VHost {
             );
             Ok(())
         })
+    }
+
+    /// Re-applies the policies to every exchange (after a policy changed):
+    /// an `alternate-exchange` argument wins over the policy's.
+    pub fn refresh_policies(&self) {
+        let _ = self.update(|snap| {
+            for x in snap.exchanges.values() {
+                let ae =
+                    argument_ae(&x.arguments).or_else(|| self.policies.alternate_exchange(&x.name));
+                let current = snap
+                    .topology
+                    .exchange(&x.name)
+                    .map(|t| t.alternate_exchange());
+                if current.is_some_and(|c| c != ae.as_ref()) {
+                    if let Some(table) = snap.topology.exchange_mut(&x.name) {
+                        table.set_alternate_exchange(ae);
+                    }
+                }
+            }
+            Ok(())
+        });
     }
 
     fn check_exchange_equivalent(
@@ -514,6 +535,15 @@ impl VHost {
         }
         Ok(())
     }
+}
+
+/// The `alternate-exchange` declare argument, if any.
+fn argument_ae(arguments: &FieldTable) -> Option<Arc<str>> {
+    arguments
+        .inner()
+        .get("alternate-exchange")
+        .and_then(crate::message::value_as_str)
+        .map(Arc::from)
 }
 
 /// Binding counts of the auto-delete exchanges, taken before a change.
