@@ -15,6 +15,7 @@ pub mod channel;
 pub mod config;
 pub mod connection;
 pub mod consumer;
+pub mod definitions;
 pub mod delivery;
 pub mod error;
 pub mod frame;
