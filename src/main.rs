@@ -3,19 +3,34 @@
 use clap::Parser;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
-use warren::broker::Broker;
+use warren::broker::{Broker, BrokerOptions};
 use warren::config::Config;
+use warren::definitions::apply::load_at_boot;
+use warren::http;
 use warren::server;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let config = Config::parse();
+    if let Some(command) = config.command.clone() {
+        return warren::cli::run(command).await;
+    }
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
     if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
         error!(dir = %config.data_dir.display(), error = %e, "cannot create data directory");
         return std::process::ExitCode::FAILURE;
+    }
+    let broker = Broker::with_options(BrokerOptions {
+        seed_defaults: config.definitions.is_none(),
+        guest_remote: config.guest_remote,
+    });
+    if let Some(path) = &config.definitions {
+        if let Err(e) = load_at_boot(&broker, path) {
+            error!(file = %path.display(), "cannot load definitions: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
     }
     let listener = match server::bind(config.amqp_listen).await {
         Ok(listener) => listener,
@@ -25,7 +40,30 @@ async fn main() -> std::process::ExitCode {
         }
     };
     info!(addr = %listener.local_addr().map_or(config.amqp_listen, |a| a), version = env!("CARGO_PKG_VERSION"), "Warren listening for AMQP");
-    server::run(listener, Broker::new(), shutdown_signal()).await;
+    let amqp_addr = listener.local_addr().unwrap_or(config.amqp_listen);
+    let http_task = if config.no_http {
+        None
+    } else {
+        let http = match http::bind(config.http_listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                error!(addr = %config.http_listen, error = %e, "cannot listen for HTTP");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        let http_addr = http.local_addr().unwrap_or(config.http_listen);
+        info!(addr = %http_addr, "HTTP API listening");
+        let state = http::ApiState {
+            broker: broker.clone(),
+            amqp_addr,
+            http_addr,
+        };
+        Some(tokio::spawn(http::serve(http, state)))
+    };
+    server::run(listener, broker, shutdown_signal()).await;
+    if let Some(task) = http_task {
+        task.abort();
+    }
     info!("stopped");
     std::process::ExitCode::SUCCESS
 }

@@ -67,28 +67,7 @@ pub fn apply(
     prune: bool,
 ) -> Result<(Plan, Report), DefinitionsError> {
     let existing = export(broker);
-    // With prune, what the file does not mention goes: only the defaults can
-    // be referred to without being in the file.
-    let context = if prune {
-        Definitions {
-            vhosts: existing
-                .vhosts
-                .iter()
-                .filter(|v| v.name == "/")
-                .cloned()
-                .collect(),
-            users: existing
-                .users
-                .iter()
-                .filter(|u| u.name == "guest")
-                .cloned()
-                .collect(),
-            ..Definitions::default()
-        }
-    } else {
-        existing.clone()
-    };
-    let warnings = validate(desired, &context)?;
+    let warnings = validate(desired, &validation_context(&existing, prune))?;
     let plan = plan::plan(&existing, desired, prune);
     for change in &plan.changes {
         if matches!(change.op, Op::Delete | Op::Replace) {
@@ -103,6 +82,49 @@ pub fn apply(
     };
     apply_objects(broker, desired, &mut report)?;
     Ok((plan, report))
+}
+
+/// What a file may refer to without defining it: everything the broker has,
+/// or with prune (what the file does not mention goes) only the defaults.
+pub fn validation_context(existing: &Definitions, prune: bool) -> Definitions {
+    if !prune {
+        return existing.clone();
+    }
+    Definitions {
+        vhosts: existing
+            .vhosts
+            .iter()
+            .filter(|v| v.name == "/")
+            .cloned()
+            .collect(),
+        users: existing
+            .users
+            .iter()
+            .filter(|u| u.name == "guest")
+            .cloned()
+            .collect(),
+        ..Definitions::default()
+    }
+}
+
+/// Reads a definitions file at boot and imports it, logging what it did.
+pub fn load_at_boot(broker: &Broker, path: &std::path::Path) -> Result<Report, DefinitionsError> {
+    let defs = super::load_file(path)?;
+    let report = import(broker, &defs)?;
+    for w in &report.warnings {
+        tracing::warn!("definitions: {w}");
+    }
+    for c in &report.conflicts {
+        tracing::warn!("definitions: {c}");
+    }
+    tracing::info!(
+        file = %path.display(),
+        created = report.created.len(),
+        updated = report.updated.len(),
+        conflicts = report.conflicts.len(),
+        "definitions loaded"
+    );
+    Ok(report)
 }
 
 /// Deletes one object. A replaced queue/exchange is deleted whatever its state.

@@ -63,7 +63,9 @@ def broker_url(tmp_path_factory):
     port = _free_port()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [str(binary), "--amqp-listen", "127.0.0.1:%d" % port, "--data-dir", str(data_dir)],
+            [str(binary), "--amqp-listen", "127.0.0.1:%d" % port, "--data-dir", str(data_dir),
+             # Many brokers run at once: any free port for the HTTP API.
+             "--http-listen", "127.0.0.1:0"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + START_TIMEOUT
