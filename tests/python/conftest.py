@@ -180,3 +180,27 @@ def raw_open(raw, broker):
         return r
 
     return _raw_open
+
+
+@pytest.fixture(scope="session")
+def acme(tmp_path_factory):
+    """A broker loaded with the acme definitions (a RabbitMQ 3.10 export: two vhosts, three
+    users, policies, exchange-to-exchange and headers bindings, an alternate exchange).
+
+    Warren is started with `--definitions` on it. Against the reference RabbitMQ
+    (WARREN_TEST_URL) the file is imported with WARREN_REFERENCE_CTL instead (run those checks
+    with -n 0: the vhosts are shared)."""
+    import warren_proc
+
+    url = os.environ.get("WARREN_TEST_URL")
+    if url:
+        if not warren_proc.import_into_reference(warren_proc.ACME):
+            pytest.skip("set WARREN_REFERENCE_CTL to import the acme definitions into the "
+                        "reference broker")
+        yield warren_proc.Reference(url)
+        return
+    w = warren_proc.Warren(tmp_path_factory.mktemp("acme"), "--definitions", warren_proc.ACME)
+    try:
+        yield w
+    finally:
+        w.stop()
