@@ -170,9 +170,9 @@ fn delete(broker: &Broker, target: &Target, _replace: bool) {
             let destination = destination_of(b);
             let wanted = Value::Object(b.arguments.clone());
             let found = v.snapshot().topology.bindings().into_iter().find(|x| {
-                &*x.source == b.source
+                *x.source == *b.source
                     && x.destination == destination
-                    && &*x.routing_key == b.routing_key
+                    && *x.routing_key == *b.routing_key
                     && Value::Object(from_field_table(&x.arguments)) == wanted
             });
             if let Some(x) = found {

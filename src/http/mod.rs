@@ -13,6 +13,8 @@
 //! `not_authorized` for bad credentials, 401 `not_authorised` for a user
 //! without the needed tag, guest only from loopback.
 
+#![allow(clippy::result_large_err)] // handlers return ready responses as errors
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -315,3 +315,36 @@ def test_the_rabbitmq_export_loads_unchanged_and_exports_the_same(tmp_path):
             assert canon(mine) == canon(original[kind]), kind
     finally:
         w.stop()
+
+
+@warren_only
+def test_the_shop_example(tmp_path):
+    w = Warren(tmp_path, "--definitions", REPO / "examples" / "shop.yaml")
+    try:
+        c = pika.BlockingConnection(w.params("storefront", "storefront-secret", "shop"))
+        ch = c.channel()
+        ch.confirm_delivery()
+        ch.basic_publish("orders", "eu.de.berlin", b"eu order")
+        ch.basic_publish("orders", "us.ca.sf", b"us order")
+        ch.basic_publish("orders", "vip.eu", b"gold order",
+                         properties=pika.BasicProperties(headers={"tier": "gold"}))
+        ch.basic_publish("orders", "vip.eu", b"plain vip",
+                         properties=pika.BasicProperties(headers={"tier": "bronze"}))
+        with pytest.raises(pex.ChannelClosedByBroker) as ei:
+            ch.basic_publish("orders", "mars.base", b"nope")
+        assert ei.value.reply_text == ("ACCESS_REFUSED - access to topic 'mars.base' in exchange "
+                                       "'orders' in vhost 'shop' refused for user 'storefront'")
+        c.close()
+        admin = pika.BlockingConnection(w.params("shop-admin", "change-me", "shop")).channel()
+        admin.confirm_delivery()
+        # Unroutable (no binding matches): the alternate exchange keeps it.
+        admin.basic_publish("orders", "asia.jp", b"asia order")
+        c = pika.BlockingConnection(w.params("fulfilment", "fulfilment-secret", "shop"))
+        ch = c.channel()
+        assert bodies(ch, "orders.eu") == [b"eu order"]
+        assert bodies(ch, "orders.us") == [b"us order"]
+        assert bodies(ch, "orders.vip") == [b"gold order"]
+        assert bodies(ch, "orders.unroutable") == [b"asia order"]
+        c.close()
+    finally:
+        w.stop()
