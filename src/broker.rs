@@ -1,28 +1,35 @@
-//! The broker's shared state: vhosts, users, permissions, parameters.
+//! The broker's shared state: vhosts, users, permissions, parameters and the
+//! store they persist to.
 //!
 //! One `Broker` is shared (`Arc`) by every connection. It owns the registry of
-//! vhosts, the user database, the permissions and the runtime parameters; it
-//! does not know about sockets or frames. Every change to users, vhosts,
-//! permissions and policies goes through the methods here (the definitions
-//! importer, the HTTP API and, later, the store all use them).
+//! vhosts, the user database, the permissions and the runtime parameters, and
+//! at start-up it rebuilds the durable definitions and the stored messages
+//! from the data directory. It does not know about sockets or frames. Every
+//! change to users, vhosts, permissions and policies goes through the methods
+//! here (the definitions importer and the HTTP API use them).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::RwLock;
 use serde_json::{json, Map, Value};
+use tracing::info;
 
 use crate::auth::{User, Users};
 use crate::permissions::{AccessSlot, Permission, Permissions, TopicPermission};
 use crate::policy::{Parameters, Policy};
+use crate::store::meta::{BindingDef, ExchangeDef, QueueDef};
+use crate::store::{Store, StoreError};
 use crate::vhost::VHost;
 
 /// How a broker starts.
 #[derive(Clone, Debug)]
 pub struct BrokerOptions {
-    /// Create the vhost `/` and the user guest/guest with full access to it
-    /// (RabbitMQ skips this when definitions are loaded at boot).
+    /// Create the vhost `/` (in a fresh store) and the user guest/guest with
+    /// full access to it (RabbitMQ skips this when definitions are loaded at boot).
     pub seed_defaults: bool,
     /// guest may connect from anywhere, not only from loopback.
     pub guest_remote: bool,
@@ -72,15 +79,37 @@ pub struct Broker {
     pub options: BrokerOptions,
     pub stats: Stats,
     next_connection_id: AtomicU64,
+    store: Store,
+}
+
+fn io_error(dir: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: dir.to_path_buf(),
+        source,
+    }
 }
 
 impl Broker {
-    /// A broker with the default vhost `/` and the default user guest/guest.
-    pub fn new() -> Arc<Self> {
-        Self::with_options(BrokerOptions::default())
+    /// Opens the data directory and recovers what it holds; a fresh directory
+    /// gets the default vhost `/`. The default user is guest/guest.
+    pub fn open(data_dir: &Path) -> Result<Arc<Self>, StoreError> {
+        Self::open_with(data_dir, BrokerOptions::default())
     }
 
-    pub fn with_options(options: BrokerOptions) -> Arc<Self> {
+    /// [`Broker::open`] with options (no defaults when definitions are loaded at boot).
+    pub fn open_with(data_dir: &Path, options: BrokerOptions) -> Result<Arc<Self>, StoreError> {
+        let started = Instant::now();
+        let store = Store::open(data_dir)?;
+        let meta = store.meta.clone();
+        let err = io_error(data_dir);
+        let mut names = meta.vhosts().map_err(&err)?;
+        if names.is_empty() && options.seed_defaults {
+            meta.put_vhost("/").map_err(&err)?;
+            names.push("/".to_string());
+        }
+        let exchanges = meta.exchanges().map_err(&err)?;
+        let queues = meta.queues().map_err(&err)?;
+        let bindings = meta.bindings().map_err(&err)?;
         let broker = Self {
             vhosts: RwLock::new(HashMap::new()),
             vhost_info: RwLock::new(HashMap::new()),
@@ -90,35 +119,90 @@ impl Broker {
             options,
             stats: Stats::default(),
             next_connection_id: AtomicU64::new(1),
+            store,
         };
         if broker.options.seed_defaults {
-            broker.add_vhost_with("/", VhostInfo::new("Default virtual host"));
             broker.put_user(Users::default_guest(broker.options.guest_remote));
             broker.set_permissions("guest", "/", Permission::all());
         }
-        Arc::new(broker)
+        let mut messages = 0usize;
+        for name in names {
+            messages += broker.load_vhost(&name, &exchanges, &queues, &bindings)?;
+        }
+        info!(
+            dir = %data_dir.display(),
+            queues = queues.len(),
+            messages,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "store opened"
+        );
+        Ok(Arc::new(broker))
+    }
+
+    fn load_vhost(
+        &self,
+        name: &str,
+        exchanges: &[ExchangeDef],
+        queues: &[QueueDef],
+        bindings: &[BindingDef],
+    ) -> Result<usize, StoreError> {
+        let ids: HashSet<u32> = queues
+            .iter()
+            .filter(|q| q.vhost == name)
+            .map(|q| q.id)
+            .collect();
+        let (log, recovered) = self.store.open_log(name, &|id| ids.contains(&id))?;
+        let vhost = VHost::new(name, self.store.meta.clone(), log);
+        let by_id = vhost.restore(exchanges, queues, bindings);
+        let count = recovered.len();
+        for r in recovered {
+            if let Some(queue) = by_id.get(&r.queue) {
+                queue.restore(r.location, r.delivered);
+            }
+        }
+        self.vhosts.write().insert(name.to_string(), vhost);
+        let description = if name == "/" {
+            "Default virtual host"
+        } else {
+            ""
+        };
+        self.vhost_info
+            .write()
+            .entry(name.to_string())
+            .or_insert_with(|| VhostInfo::new(description));
+        Ok(count)
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
         self.vhosts.read().get(name).cloned()
     }
 
-    /// Adds a vhost (no-op if it exists) and returns it.
-    pub fn add_vhost(&self, name: &str) -> Arc<VHost> {
-        self.add_vhost_with(name, VhostInfo::new(""))
+    /// Creates a vhost (persisted) unless it exists.
+    pub fn add_vhost(&self, name: &str) -> Result<Arc<VHost>, StoreError> {
+        if let Some(vhost) = self.vhost(name) {
+            return Ok(vhost);
+        }
+        self.store
+            .meta
+            .put_vhost(name)
+            .map_err(|source| StoreError::Io {
+                path: name.into(),
+                source,
+            })?;
+        self.load_vhost(name, &[], &[], &[])?;
+        self.vhost(name).ok_or_else(|| StoreError::Io {
+            path: name.into(),
+            source: std::io::Error::other("vhost vanished"),
+        })
     }
 
     /// Adds a vhost with its metadata (an existing vhost keeps its own).
-    pub fn add_vhost_with(&self, name: &str, info: VhostInfo) -> Arc<VHost> {
+    pub fn add_vhost_with(&self, name: &str, info: VhostInfo) -> Result<Arc<VHost>, StoreError> {
         self.vhost_info
             .write()
             .entry(name.to_string())
             .or_insert(info);
-        self.vhosts
-            .write()
-            .entry(name.to_string())
-            .or_insert_with(|| VHost::new(name))
-            .clone()
+        self.add_vhost(name)
     }
 
     pub fn vhost_info(&self, name: &str) -> Option<VhostInfo> {
@@ -133,18 +217,28 @@ impl Broker {
 
     /// Deletes a vhost with its queues (their consumers are cancelled),
     /// exchanges, policies, parameters and permissions. False if missing.
-    pub fn delete_vhost(&self, name: &str) -> bool {
+    pub fn delete_vhost(&self, name: &str) -> Result<bool, StoreError> {
         let Some(vhost) = self.vhosts.write().remove(name) else {
-            return false;
+            return Ok(false);
         };
         self.vhost_info.write().remove(name);
-        let queues: Vec<_> = vhost.snapshot().queues.values().cloned().collect();
-        for queue in queues {
-            vhost.remove_queue(&queue);
+        let snap = vhost.snapshot();
+        for queue in snap.queues.values() {
+            vhost.remove_queue(queue);
+        }
+        for x in snap.exchanges.keys().filter(|x| !x.starts_with("amq.")) {
+            let _ = vhost.delete_exchange(x, false);
         }
         self.permissions.remove_where(|_, v| v == name);
         self.parameters.clear_vhost(name);
-        true
+        self.store
+            .meta
+            .remove_vhost(name)
+            .map_err(|source| StoreError::Io {
+                path: name.into(),
+                source,
+            })?;
+        Ok(true)
     }
 
     /// Every vhost name, sorted.
@@ -215,5 +309,25 @@ impl Broker {
 
     pub fn next_connection_id(&self) -> u64 {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Flushes what is buffered for the store (ack entries) and syncs it.
+    pub fn shutdown(&self) {
+        for vhost in self.vhosts.read().values() {
+            vhost.log.shutdown();
+        }
+    }
+}
+
+/// A broker on a temporary data directory (removed when the guard goes), for unit tests.
+#[cfg(test)]
+pub fn test_broker(options: BrokerOptions) -> (Arc<Broker>, tempfile::TempDir) {
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("cannot create a temporary directory: {e}"),
+    };
+    match Broker::open_with(dir.path(), options) {
+        Ok(b) => (b, dir),
+        Err(e) => panic!("cannot open a test broker: {e}"),
     }
 }

@@ -18,7 +18,7 @@ use amq_protocol::protocol::{
 use amq_protocol::types::ShortString;
 use bytes::{Bytes, BytesMut};
 use rand::distr::{Alphanumeric, SampleString};
-use tracing::debug;
+use tracing::{debug, error};
 use warren_routing::{Destination, RoutableMessage, Route};
 
 use crate::connection::Session;
@@ -29,6 +29,7 @@ use crate::frame::{self, Frame};
 use crate::message::{value_as_i64, Message};
 use crate::permissions::{Perm, Resource};
 use crate::queue::Queue;
+use crate::store::SyncWaiter;
 use crate::vhost::{ExchangeDeclare, QueueDeclare};
 
 /// RabbitMQ's default max_message_size.
@@ -69,6 +70,17 @@ struct Tx {
     settles: Vec<(Vec<Unacked>, Outcome)>,
 }
 
+/// What happened to a routed message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Enqueued {
+    /// In memory only: confirm at once.
+    Memory,
+    /// Written to the log: confirm once it is fsynced.
+    Stored,
+    /// The log write failed (disk full...): nack, nothing was enqueued.
+    Failed,
+}
+
 enum Mode {
     Plain,
     Confirm { next_seq: u64 },
@@ -88,6 +100,8 @@ pub struct Channel {
     /// The last queue declared on this channel (an empty queue name means it).
     last_queue: Option<String>,
     route: Route,
+    /// Scratch list of a publish's destination queues, reused across publishes.
+    targets: Vec<Arc<Queue>>,
 }
 
 impl Channel {
@@ -103,6 +117,7 @@ impl Channel {
             mode: Mode::Plain,
             last_queue: None,
             route: Route::default(),
+            targets: Vec::new(),
         }
     }
 
@@ -354,38 +369,53 @@ impl Channel {
             Mode::Confirm { next_seq } => {
                 let seq = *next_seq;
                 *next_seq += 1;
-                self.route_and_enqueue(session, exchange, publish.mandatory, message)
-                    .map_err(err)?;
-                self.send(
-                    session,
-                    AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
-                        delivery_tag: seq,
-                        multiple: false,
-                    })),
-                );
+                let ack = AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+                    delivery_tag: seq,
+                    multiple: false,
+                }));
+                let nack = AMQPClass::Basic(basic::AMQPMethod::Nack(basic::Nack {
+                    delivery_tag: seq,
+                    multiple: false,
+                    requeue: false,
+                }));
+                match self
+                    .route_and_enqueue(session, exchange, publish.mandatory, message)
+                    .map_err(err)?
+                {
+                    Enqueued::Memory => self.send(session, ack),
+                    Enqueued::Failed => self.send(session, nack),
+                    Enqueued::Stored => session.vhost.log.after_sync(SyncWaiter {
+                        outbox: session.handle.outbox.clone(),
+                        channel: self.id,
+                        on_synced: ack,
+                        on_failure: Some(nack),
+                    }),
+                }
                 Ok(())
             }
             Mode::Plain => self
                 .route_and_enqueue(session, exchange, publish.mandatory, message)
+                .map(|_| ())
                 .map_err(err),
         }
     }
 
     /// Routes a message and enqueues it on every queue it reaches; returns it
-    /// to the publisher (312 NO_ROUTE) when mandatory and unroutable.
+    /// to the publisher (312 NO_ROUTE) when mandatory and unroutable. A
+    /// persistent message bound for durable queues is first written to the
+    /// log, once for all of them.
     fn route_and_enqueue(
         &mut self,
         session: &Session,
         exchange: &str,
         mandatory: bool,
         message: Arc<Message>,
-    ) -> Result<(), AmqpError> {
+    ) -> Result<Enqueued, AmqpError> {
         let snap = session.vhost.snapshot();
-        let mut routed = 0;
+        let mut targets = std::mem::take(&mut self.targets);
         if exchange.is_empty() {
             if let Some(queue) = snap.queues.get(message.routing_key.as_str()) {
-                queue.publish(message.clone());
-                routed = 1;
+                targets.push(queue.clone());
             }
         } else {
             let x = session.vhost.exchange(&snap, exchange)?;
@@ -400,13 +430,49 @@ impl Channel {
                 },
                 &mut self.route,
             );
-            for name in &self.route.queues {
-                if let Some(queue) = snap.queues.get(name) {
-                    queue.publish(message.clone());
-                    routed += 1;
+            targets.extend(
+                self.route
+                    .queues
+                    .iter()
+                    .filter_map(|name| snap.queues.get(name).cloned()),
+            );
+        }
+        let mut outcome = Enqueued::Memory;
+        let mut location = None;
+        if message.is_persistent() {
+            let ids: Vec<u32> = targets.iter().filter_map(|q| q.log_id()).collect();
+            if !ids.is_empty() {
+                match session.vhost.log.append(
+                    ids,
+                    message.exchange.as_str(),
+                    message.routing_key.as_str(),
+                    &message.header_bytes(),
+                    &message.body,
+                ) {
+                    Ok(at) => {
+                        location = Some(at);
+                        outcome = Enqueued::Stored;
+                    }
+                    Err(e) => {
+                        error!(error = %e, "cannot write a persistent message to the log");
+                        targets.clear();
+                        self.targets = targets;
+                        return Ok(Enqueued::Failed);
+                    }
                 }
             }
         }
+        for queue in &targets {
+            let at = if queue.log_id().is_some() {
+                location
+            } else {
+                None
+            };
+            queue.publish(message.clone(), at);
+        }
+        let routed = targets.len();
+        targets.clear();
+        self.targets = targets;
         if routed == 0 && mandatory {
             let frame_max = session.handle.frame_max;
             let id = self.id;
@@ -424,7 +490,7 @@ impl Channel {
                 message.encode_content(out, id, frame_max);
             });
         }
-        Ok(())
+        Ok(outcome)
     }
 
     /// Dispatches a method; Ok(true) when the channel is finished.
@@ -771,7 +837,7 @@ impl Channel {
                 let name = self.queue_name(&g.queue)?;
                 session.perms.check(Perm::Read, Resource::Queue, &name)?;
                 let queue = session.vhost.queue(&name, session.handle.id)?;
-                match queue.get() {
+                match queue.get(g.no_ack) {
                     Some((message, remaining)) => self
                         .delivery
                         .deliver_get(&queue, message, remaining, g.no_ack),
@@ -879,7 +945,11 @@ impl Channel {
 
     fn apply(&self, entries: Vec<Unacked>, outcome: Outcome) {
         match outcome {
-            Outcome::Ack | Outcome::Discard => drop(entries),
+            Outcome::Ack | Outcome::Discard => {
+                for entry in &entries {
+                    entry.queue.settle(&entry.message);
+                }
+            }
             Outcome::Requeue => delivery::requeue(entries),
         }
         self.kick_consumers();
@@ -932,20 +1002,35 @@ impl Channel {
                     return Err(not_tx());
                 };
                 let tx = std::mem::take(tx);
+                let mut stored = false;
                 for p in tx.publishes {
                     // An exchange deleted since the publish just routes nowhere.
                     match self.route_and_enqueue(session, &p.exchange, p.mandatory, p.message) {
-                        Ok(()) | Err(AmqpError::NotFound(_)) => {}
+                        Ok(Enqueued::Stored) => stored = true,
+                        Ok(Enqueued::Failed) => {
+                            return Err(AmqpError::InternalError(
+                                "cannot write a persistent message to the log".into(),
+                            ))
+                        }
+                        Ok(Enqueued::Memory) | Err(AmqpError::NotFound(_)) => {}
                         Err(e) => return Err(e),
                     }
                 }
                 for (entries, outcome) in tx.settles {
                     self.apply(entries, outcome);
                 }
-                self.send(
-                    session,
-                    AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
-                );
+                let ok = AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {}));
+                if stored {
+                    // commit-ok means the transaction's persistent messages are on disk.
+                    session.vhost.log.after_sync(SyncWaiter {
+                        outbox: session.handle.outbox.clone(),
+                        channel: self.id,
+                        on_synced: ok,
+                        on_failure: None,
+                    });
+                } else {
+                    self.send(session, ok);
+                }
             }
             tx::AMQPMethod::Rollback(_) => {
                 let Mode::Tx(tx) = &mut self.mode else {

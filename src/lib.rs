@@ -28,4 +28,5 @@ pub mod permissions;
 pub mod policy;
 pub mod queue;
 pub mod server;
+pub mod store;
 pub mod vhost;

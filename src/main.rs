@@ -18,17 +18,22 @@ async fn main() -> std::process::ExitCode {
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
-    if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
-        error!(dir = %config.data_dir.display(), error = %e, "cannot create data directory");
-        return std::process::ExitCode::FAILURE;
-    }
-    let broker = Broker::with_options(BrokerOptions {
+    let options = BrokerOptions {
         seed_defaults: config.definitions.is_none(),
         guest_remote: config.guest_remote,
-    });
+    };
+    let broker = match Broker::open_with(&config.data_dir, options) {
+        Ok(broker) => broker,
+        Err(e) => {
+            error!(error = %e, "cannot open the store");
+            eprintln!("warren: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     if let Some(path) = &config.definitions {
         if let Err(e) = load_at_boot(&broker, path) {
             error!(file = %path.display(), "cannot load definitions: {e}");
+            broker.shutdown();
             return std::process::ExitCode::FAILURE;
         }
     }
@@ -48,6 +53,7 @@ async fn main() -> std::process::ExitCode {
             Ok(l) => l,
             Err(e) => {
                 error!(addr = %config.http_listen, error = %e, "cannot listen for HTTP");
+                broker.shutdown();
                 return std::process::ExitCode::FAILURE;
             }
         };
@@ -60,10 +66,11 @@ async fn main() -> std::process::ExitCode {
         };
         Some(tokio::spawn(http::serve(http, state)))
     };
-    server::run(listener, broker, shutdown_signal()).await;
+    server::run(listener, broker.clone(), shutdown_signal()).await;
     if let Some(task) = http_task {
         task.abort();
     }
+    broker.shutdown();
     info!("stopped");
     std::process::ExitCode::SUCCESS
 }

@@ -12,6 +12,7 @@ use amq_protocol::types::{AMQPValue, FieldTable, ShortString};
 use bytes::Bytes;
 
 use crate::frame;
+use crate::store::record::StoredMessage;
 
 /// An immutable published message.
 #[derive(Debug)]
@@ -38,6 +39,31 @@ impl Message {
     /// Size as RabbitMQ counts it for byte limits: the body.
     pub fn body_len(&self) -> usize {
         self.body.len()
+    }
+
+    /// The content-header payload: as received, or encoded from the properties.
+    pub fn header_bytes(&self) -> Bytes {
+        if let Some(raw) = &self.raw_header {
+            return raw.clone();
+        }
+        let mut out = Vec::new();
+        frame::push_header(&mut out, 0, self.body.len() as u64, self.properties.clone());
+        // Strip the framing around the payload: type, channel, size ... frame-end.
+        let payload_len = out.len().saturating_sub(frame::FRAME_OVERHEAD);
+        Bytes::from(out).slice(7..7 + payload_len)
+    }
+
+    /// Rebuilds a message read back from the store.
+    pub fn from_stored(stored: StoredMessage) -> Option<Self> {
+        let (_, header) =
+            amq_protocol::frame::parsing::parse_content_header(&stored.raw_header[..]).ok()?;
+        Some(Self {
+            exchange: ShortString::from(stored.exchange),
+            routing_key: ShortString::from(stored.routing_key),
+            properties: header.properties,
+            raw_header: Some(stored.raw_header),
+            body: stored.body,
+        })
     }
 
     /// Appends the content header and body frames of this message on `channel`.

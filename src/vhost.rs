@@ -23,6 +23,8 @@ use crate::error::{in_vhost, AmqpError};
 use crate::frame;
 use crate::policy::Policies;
 use crate::queue::{Queue, QueueConfig};
+use crate::store::meta::{BindingDef, ExchangeDef, QueueDef};
+use crate::store::{MessageLog, Meta};
 
 /// An exchange's declared properties (its bindings live in the topology).
 #[derive(Debug, Clone)]
@@ -80,12 +82,20 @@ pub struct VHost {
     pub name: Arc<str>,
     state: ArcSwap<Snapshot>,
     admin: Mutex<()>,
+    meta: Arc<Meta>,
+    /// Persistent messages of this vhost's durable queues.
+    pub log: Arc<MessageLog>,
     /// Policies of this vhost (`crate::policy`); they apply to existing and future objects.
     pub policies: Policies,
 }
 
+fn persist_error(e: std::io::Error) -> AmqpError {
+    tracing::error!(error = %e, "cannot persist a definition");
+    AmqpError::InternalError(format!("cannot persist definition: {e}"))
+}
+
 impl VHost {
-    pub fn new(name: &str) -> Arc<Self> {
+    pub fn new(name: &str, meta: Arc<Meta>, log: Arc<MessageLog>) -> Arc<Self> {
         let mut snap = Snapshot::default();
         for (xname, kind, internal) in SYSTEM_EXCHANGES {
             let xname: Arc<str> = Arc::from(*xname);
@@ -107,7 +117,75 @@ impl VHost {
             state: ArcSwap::from_pointee(snap),
             admin: Mutex::new(()),
             policies: Policies::default(),
+            meta,
+            log,
         })
+    }
+
+    /// Rebuilds the durable definitions read from the store at start-up.
+    /// Returns the durable queues by log id, for the recovered messages.
+    pub fn restore(
+        &self,
+        exchanges: &[ExchangeDef],
+        queues: &[QueueDef],
+        bindings: &[BindingDef],
+    ) -> HashMap<u32, Arc<Queue>> {
+        let mut by_id = HashMap::new();
+        let _ = self.update(|snap| {
+            for x in exchanges.iter().filter(|x| *x.vhost == *self.name) {
+                let Some(kind) = ExchangeKind::parse(&x.kind) else {
+                    tracing::error!(exchange = %x.name, kind = %x.kind, "stored exchange has an unknown type; skipped");
+                    continue;
+                };
+                let name: Arc<str> = Arc::from(x.name.as_str());
+                snap.topology.add_exchange(&name, kind);
+                if let Some(table) = snap.topology.exchange_mut(&name) {
+                    table.set_alternate_exchange(alternate_exchange(&x.arguments));
+                }
+                snap.exchanges.insert(
+                    name.clone(),
+                    Arc::new(Exchange {
+                        name,
+                        kind,
+                        durable: true,
+                        auto_delete: x.auto_delete,
+                        internal: x.internal,
+                        arguments: x.arguments.clone(),
+                    }),
+                );
+            }
+            for q in queues.iter().filter(|q| *q.vhost == *self.name) {
+                let name: Arc<str> = Arc::from(q.name.as_str());
+                let queue = Queue::new(
+                    QueueConfig {
+                        name: name.clone(),
+                        vhost: self.name.clone(),
+                        durable: true,
+                        exclusive_owner: None,
+                        auto_delete: q.auto_delete,
+                        arguments: q.arguments.clone(),
+                    },
+                    Some((self.log.clone(), q.id)),
+                );
+                by_id.insert(q.id, queue.clone());
+                snap.queues.insert(name, queue);
+            }
+            for b in bindings.iter().filter(|b| *b.vhost == *self.name) {
+                let destination = if b.destination_type == "exchange" {
+                    Destination::Exchange(Arc::from(b.destination.as_str()))
+                } else {
+                    Destination::Queue(Arc::from(b.destination.as_str()))
+                };
+                if let Err(e) =
+                    snap.topology
+                        .bind(&b.source, destination, &b.routing_key, &b.arguments)
+                {
+                    tracing::error!(source = %b.source, destination = %b.destination, error = ?e, "stored binding skipped");
+                }
+            }
+            Ok(())
+        });
+        by_id
     }
 
     /// The current state, for routing and lookups. Cheap; takes no lock.
@@ -190,9 +268,22 @@ impl VHost {
             let name: Arc<str> = Arc::from(req.name);
             snap.topology.add_exchange(&name, kind);
             if let Some(table) = snap.topology.exchange_mut(&name) {
-                let ae =
-                    argument_ae(req.arguments).or_else(|| self.policies.alternate_exchange(&name));
+                let ae = alternate_exchange(req.arguments)
+                    .or_else(|| self.policies.alternate_exchange(&name));
                 table.set_alternate_exchange(ae);
+            }
+            if req.durable {
+                self.meta
+                    .put_exchange(&ExchangeDef {
+                        vhost: self.name.to_string(),
+                        name: req.name.to_string(),
+                        kind: kind.as_str().to_string(),
+                        durable: true,
+                        auto_delete: req.auto_delete,
+                        internal: req.internal,
+                        arguments: req.arguments.clone(),
+                    })
+                    .map_err(persist_error)?;
             }
             snap.exchanges.insert(
                 name.clone(),
@@ -214,8 +305,8 @@ impl VHost {
     pub fn refresh_policies(&self) {
         let _ = self.update(|snap| {
             for x in snap.exchanges.values() {
-                let ae =
-                    argument_ae(&x.arguments).or_else(|| self.policies.alternate_exchange(&x.name));
+                let ae = alternate_exchange(&x.arguments)
+                    .or_else(|| self.policies.alternate_exchange(&x.name));
                 let current = snap
                     .topology
                     .exchange(&x.name)
@@ -309,9 +400,13 @@ impl VHost {
                 )));
             }
             let before = auto_delete_counts(snap);
-            snap.exchanges.remove(name);
+            if let Some(x) = snap.exchanges.remove(name) {
+                if x.durable {
+                    self.forget_exchange(name)?;
+                }
+            }
             snap.topology.remove_exchange(name);
-            reap_auto_delete(snap, before);
+            self.reap_auto_delete(snap, before)?;
             Ok(())
         })
     }
@@ -337,14 +432,34 @@ impl VHost {
                     return Ok(queue.clone());
                 }
                 let name: Arc<str> = Arc::from(req.name);
-                let queue = Queue::new(QueueConfig {
-                    name: name.clone(),
-                    vhost: self.name.clone(),
-                    durable: req.durable,
-                    exclusive_owner: req.exclusive.then_some(req.connection),
-                    auto_delete: req.auto_delete,
-                    arguments: req.arguments.clone(),
-                });
+                // Exclusive queues die with their connection, so a restart never
+                // finds them: only durable, non-exclusive queues are stored.
+                let store = if req.durable && !req.exclusive {
+                    let id = self.meta.next_queue_id().map_err(persist_error)?;
+                    self.meta
+                        .put_queue(&QueueDef {
+                            vhost: self.name.to_string(),
+                            name: req.name.to_string(),
+                            id,
+                            auto_delete: req.auto_delete,
+                            arguments: req.arguments.clone(),
+                        })
+                        .map_err(persist_error)?;
+                    Some((self.log.clone(), id))
+                } else {
+                    None
+                };
+                let queue = Queue::new(
+                    QueueConfig {
+                        name: name.clone(),
+                        vhost: self.name.clone(),
+                        durable: req.durable,
+                        exclusive_owner: req.exclusive.then_some(req.connection),
+                        auto_delete: req.auto_delete,
+                        arguments: req.arguments.clone(),
+                    },
+                    store,
+                );
                 snap.queues.insert(name, queue.clone());
                 Ok(queue)
             })?,
@@ -417,7 +532,16 @@ impl VHost {
             let before = auto_delete_counts(snap);
             snap.queues.remove(queue.name());
             snap.topology.remove_queue(queue.name());
-            reap_auto_delete(snap, before);
+            if queue.log_id().is_some() {
+                self.meta
+                    .remove_queue(&self.name, queue.name())
+                    .and_then(|_| {
+                        self.meta
+                            .remove_bindings_of(&self.name, "queue", queue.name())
+                    })
+                    .map_err(persist_error)?;
+            }
+            self.reap_auto_delete(snap, before)?;
             Ok(true)
         });
         if !matches!(removed, Ok(true)) {
@@ -452,13 +576,23 @@ impl VHost {
             }
             snap.topology
                 .bind(source, destination.clone(), routing_key, arguments)
-                .map(|_| ())
                 .map_err(|e| match e {
                     warren_routing::BindError::InvalidArgument(text) => {
                         AmqpError::PreconditionFailed(text)
                     }
                     warren_routing::BindError::NoSourceExchange => self.no_exchange(source),
-                })
+                })?;
+            if let Some(def) = durable_binding(
+                snap,
+                &self.name,
+                source,
+                &destination,
+                routing_key,
+                arguments,
+            ) {
+                self.meta.put_binding(&def).map_err(persist_error)?;
+            }
+            Ok(())
         })
     }
 
@@ -499,9 +633,19 @@ impl VHost {
         self.check_binding_ends(source, &destination, connection)?;
         self.update(|snap| {
             let before = auto_delete_counts(snap);
+            if let Some(def) = durable_binding(
+                snap,
+                &self.name,
+                source,
+                &destination,
+                routing_key,
+                arguments,
+            ) {
+                self.meta.remove_binding(&def).map_err(persist_error)?;
+            }
             snap.topology
                 .unbind(source, &destination, routing_key, arguments);
-            reap_auto_delete(snap, before);
+            self.reap_auto_delete(snap, before)?;
             Ok(())
         })
     }
@@ -537,13 +681,90 @@ impl VHost {
     }
 }
 
-/// The `alternate-exchange` declare argument, if any.
-fn argument_ae(arguments: &FieldTable) -> Option<Arc<str>> {
+impl VHost {
+    fn forget_exchange(&self, name: &str) -> Result<(), AmqpError> {
+        self.meta
+            .remove_exchange(&self.name, name)
+            .and_then(|_| self.meta.remove_bindings_of(&self.name, "exchange", name))
+            .map_err(persist_error)
+    }
+
+    /// Deletes auto-delete exchanges that lost their last binding in this change
+    /// (and, transitively, those that lost theirs because of that).
+    fn reap_auto_delete(
+        &self,
+        snap: &mut Snapshot,
+        mut before: Vec<(Arc<str>, usize)>,
+    ) -> Result<(), AmqpError> {
+        loop {
+            let doomed: Vec<Arc<str>> = before
+                .iter()
+                .filter(|(name, count)| {
+                    *count > 0
+                        && snap
+                            .topology
+                            .exchange(name)
+                            .is_some_and(|t| t.binding_count() == 0)
+                })
+                .map(|(name, _)| name.clone())
+                .collect();
+            if doomed.is_empty() {
+                return Ok(());
+            }
+            before = auto_delete_counts(snap);
+            for name in doomed {
+                if let Some(x) = snap.exchanges.remove(&name) {
+                    if x.durable {
+                        self.forget_exchange(&name)?;
+                    }
+                }
+                snap.topology.remove_exchange(&name);
+            }
+        }
+    }
+}
+
+fn alternate_exchange(arguments: &FieldTable) -> Option<Arc<str>> {
     arguments
         .inner()
         .get("alternate-exchange")
         .and_then(crate::message::value_as_str)
         .map(Arc::from)
+}
+
+/// The stored form of a binding, if both its ends are durable (RabbitMQ keeps
+/// only bindings between durable objects across a restart).
+fn durable_binding(
+    snap: &Snapshot,
+    vhost: &str,
+    source: &str,
+    destination: &Destination,
+    routing_key: &str,
+    arguments: &FieldTable,
+) -> Option<BindingDef> {
+    if !snap.exchanges.get(source).is_some_and(|x| x.durable) {
+        return None;
+    }
+    let (kind, name) = match destination {
+        Destination::Queue(q) => {
+            snap.queues.get(&**q)?.log_id()?;
+            ("queue", q)
+        }
+        Destination::Exchange(x) => {
+            if !snap.exchanges.get(&**x)?.durable {
+                return None;
+            }
+            ("exchange", x)
+        }
+    };
+    Some(BindingDef {
+        vhost: vhost.to_string(),
+        source: source.to_string(),
+        destination_type: kind.to_string(),
+        destination: name.to_string(),
+        routing_key: routing_key.to_string(),
+        arguments: arguments.clone(),
+    })
 }
 
 /// Binding counts of the auto-delete exchanges, taken before a change.
@@ -559,32 +780,6 @@ fn auto_delete_counts(snap: &Snapshot) -> Vec<(Arc<str>, usize)> {
             (x.name.clone(), count)
         })
         .collect()
-}
-
-/// Deletes auto-delete exchanges that lost their last binding in this change
-/// (and, transitively, those that lost theirs because of that).
-fn reap_auto_delete(snap: &mut Snapshot, mut before: Vec<(Arc<str>, usize)>) {
-    loop {
-        let doomed: Vec<Arc<str>> = before
-            .iter()
-            .filter(|(name, count)| {
-                *count > 0
-                    && snap
-                        .topology
-                        .exchange(name)
-                        .is_some_and(|t| t.binding_count() == 0)
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        if doomed.is_empty() {
-            return;
-        }
-        before = auto_delete_counts(snap);
-        for name in doomed {
-            snap.exchanges.remove(&name);
-            snap.topology.remove_exchange(&name);
-        }
-    }
 }
 
 /// Tells a consumer's client that the server cancelled it (queue deleted), if

@@ -72,7 +72,7 @@ pub fn apply(
     for change in &plan.changes {
         if matches!(change.op, Op::Delete | Op::Replace) {
             if let Some(target) = &change.target {
-                delete(broker, target, change.op == Op::Replace);
+                delete(broker, target)?;
             }
         }
     }
@@ -128,10 +128,12 @@ pub fn load_at_boot(broker: &Broker, path: &std::path::Path) -> Result<Report, D
 }
 
 /// Deletes one object. A replaced queue/exchange is deleted whatever its state.
-fn delete(broker: &Broker, target: &Target, _replace: bool) {
+fn delete(broker: &Broker, target: &Target) -> Result<(), DefinitionsError> {
     match target {
         Target::Vhost(name) => {
-            broker.delete_vhost(name);
+            broker
+                .delete_vhost(name)
+                .map_err(|e| DefinitionsError::Apply(format!("vhost '{name}': {e}")))?;
         }
         Target::User(name) => {
             broker.delete_user(name);
@@ -165,7 +167,7 @@ fn delete(broker: &Broker, target: &Target, _replace: bool) {
         }
         Target::Binding(b) => {
             let Some(v) = broker.vhost(&b.vhost) else {
-                return;
+                return Ok(());
             };
             let destination = destination_of(b);
             let wanted = Value::Object(b.arguments.clone());
@@ -180,6 +182,7 @@ fn delete(broker: &Broker, target: &Target, _replace: bool) {
             }
         }
     }
+    Ok(())
 }
 
 fn destination_of(b: &BindingDef) -> Destination {
@@ -238,7 +241,9 @@ fn apply_objects(broker: &Broker, d: &Definitions, r: &mut Report) -> Result<(),
         };
         match broker.vhost_info(&v.name) {
             None => {
-                broker.add_vhost_with(&v.name, info);
+                broker
+                    .add_vhost_with(&v.name, info)
+                    .map_err(|e| invalid(format!("vhost '{}': {e}", v.name)))?;
                 r.created.push(format!("vhost '{}'", v.name));
             }
             Some(current) if current != info => {
@@ -484,7 +489,7 @@ fn apply_objects(broker: &Broker, d: &Definitions, r: &mut Report) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::BrokerOptions;
+    use crate::broker::{test_broker, BrokerOptions};
     use crate::definitions::{export, parse, Format};
 
     const SHOP: &str = r##"{
@@ -507,7 +512,7 @@ mod tests {
 
     #[test]
     fn import_twice_changes_nothing() {
-        let broker = Broker::new();
+        let (broker, _dir) = test_broker(BrokerOptions::default());
         let r = import(&broker, &shop()).unwrap();
         assert!(
             r.created
@@ -534,7 +539,7 @@ mod tests {
 
     #[test]
     fn differing_queues_are_reported_not_changed() {
-        let broker = Broker::new();
+        let (broker, _dir) = test_broker(BrokerOptions::default());
         import(&broker, &shop()).unwrap();
         let mut changed = shop();
         changed.queues[0].durable = false;
@@ -550,7 +555,7 @@ mod tests {
 
     #[test]
     fn a_bad_file_changes_nothing() {
-        let broker = Broker::new();
+        let (broker, _dir) = test_broker(BrokerOptions::default());
         let before = export::export(&broker);
         let mut bad = shop();
         bad.exchanges[1].kind = "x-consistent-hash".into();
@@ -563,13 +568,13 @@ mod tests {
 
     #[test]
     fn export_import_export_round_trips() {
-        let a = Broker::new();
+        let (a, _a) = test_broker(BrokerOptions::default());
         import(&a, &shop()).unwrap();
         let first = export::export(&a);
-        let b = Broker::with_options(BrokerOptions::default());
+        let (b, _b) = test_broker(BrokerOptions::default());
         import(&b, &first).unwrap();
         assert_eq!(export::export(&b), first);
-        let c = Broker::with_options(BrokerOptions {
+        let (c, _c) = test_broker(BrokerOptions {
             seed_defaults: false,
             guest_remote: false,
         });
@@ -579,7 +584,7 @@ mod tests {
 
     #[test]
     fn apply_and_prune() {
-        let broker = Broker::new();
+        let (broker, _dir) = test_broker(BrokerOptions::default());
         let (p, _) = apply(&broker, &shop(), false).unwrap();
         assert_eq!(p.count(Op::Create), shop_objects());
         let (p, _) = apply(&broker, &shop(), false).unwrap();

@@ -38,6 +38,12 @@ pub struct TestBroker {
     vhost_path: String,
     // Holds the data dir and the broker's log; removed on drop (after the child is killed).
     tempdir: Option<tempfile::TempDir>,
+    /// The data directory the child runs on (kept across restarts).
+    data_path: Option<PathBuf>,
+    /// The log file of the current child.
+    log_path: Option<PathBuf>,
+    /// How many times the child was (re)started.
+    launches: u32,
 }
 
 impl TestBroker {
@@ -83,6 +89,9 @@ impl TestBroker {
             password: password.to_string(),
             vhost_path: path,
             tempdir: None,
+            data_path: None,
+            log_path: None,
+            launches: 0,
         }
     }
 
@@ -137,6 +146,9 @@ impl TestBroker {
                         password: "guest".to_string(),
                         vhost_path: "/%2f".to_string(),
                         tempdir: Some(tempdir),
+                        data_path: Some(data_dir),
+                        log_path: Some(log_path),
+                        launches: 1,
                     };
                 }
                 if Instant::now() >= deadline {
@@ -239,7 +251,71 @@ impl TestBroker {
 
     /// Data directory of the broker we started.
     pub fn data_dir(&self) -> Option<PathBuf> {
-        self.tempdir.as_ref().map(|d| d.path().to_path_buf())
+        self.data_path.clone()
+    }
+
+    /// Kills the broker with SIGKILL (no shutdown of any kind) and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port and data directory (after
+    /// `kill9`, or after it exited), and waits until it accepts connections.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        let bin = env!("CARGO_BIN_EXE_warren");
+        let dir = self
+            .tempdir
+            .as_ref()
+            .expect("restart() needs a broker started by the harness")
+            .path()
+            .to_path_buf();
+        let data_dir = self.data_path.clone().expect("data dir");
+        self.launches += 1;
+        let log_path = dir.join(format!("restart-{}.log", self.launches));
+        let log = std::fs::File::create(&log_path).expect("create broker log");
+        let log_err = log.try_clone().expect("clone log handle");
+        let mut child = Command::new(bin)
+            .arg("--amqp-listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
+        self.log_path = Some(log_path.clone());
+        let deadline = Instant::now() + STARTUP_DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait on broker") {
+                panic!(
+                    "warren exited on restart ({status}); log:\n{}",
+                    read_log(&log_path)
+                );
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                self.child = Some(child);
+                return;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                panic!("warren did not come back within {STARTUP_DEADLINE:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The log of the current (last started) broker process.
+    pub fn current_log(&self) -> String {
+        self.log_path.as_deref().map(read_log).unwrap_or_default()
     }
 
     /// Poll the child until it exits or `within` passes; None if still running.

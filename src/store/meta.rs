@@ -1,0 +1,247 @@
+//! Durable definitions in sled: vhosts, durable exchanges, durable queues (with
+//! their arguments and log ids) and the bindings between durable objects.
+//!
+//! Every change is flushed before the method that made it is answered, so a
+//! declare-ok means the definition survives a crash. Values are JSON; the AMQP
+//! argument tables serialise through amq-protocol's own serde support.
+
+use std::io;
+use std::path::Path;
+
+use amq_protocol::types::FieldTable;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ExchangeDef {
+    pub vhost: String,
+    pub name: String,
+    pub kind: String,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct QueueDef {
+    pub vhost: String,
+    pub name: String,
+    /// The queue's id in its vhost's message log; never reused.
+    pub id: u32,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct BindingDef {
+    pub vhost: String,
+    pub source: String,
+    /// "queue" or "exchange", as in RabbitMQ's definitions.
+    pub destination_type: String,
+    pub destination: String,
+    pub routing_key: String,
+    pub arguments: FieldTable,
+}
+
+/// The sled database of definitions.
+pub struct Meta {
+    db: sled::Db,
+    vhosts: sled::Tree,
+    exchanges: sled::Tree,
+    queues: sled::Tree,
+    bindings: sled::Tree,
+}
+
+fn to_io(e: sled::Error) -> io::Error {
+    io::Error::other(e)
+}
+
+fn key(parts: &[&str]) -> Vec<u8> {
+    parts.join("\u{0}").into_bytes()
+}
+
+impl Meta {
+    pub fn open(dir: &Path) -> io::Result<Self> {
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .open()
+            .map_err(to_io)?;
+        Ok(Self {
+            vhosts: db.open_tree("vhosts").map_err(to_io)?,
+            exchanges: db.open_tree("exchanges").map_err(to_io)?,
+            queues: db.open_tree("queues").map_err(to_io)?,
+            bindings: db.open_tree("bindings").map_err(to_io)?,
+            db,
+        })
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        self.db.flush().map(|_| ()).map_err(to_io)
+    }
+
+    fn put<T: Serialize>(&self, tree: &sled::Tree, k: Vec<u8>, v: &T) -> io::Result<()> {
+        let value = serde_json::to_vec(v).map_err(io::Error::other)?;
+        tree.insert(k, value).map_err(to_io)?;
+        self.flush()
+    }
+
+    fn remove(&self, tree: &sled::Tree, k: Vec<u8>) -> io::Result<()> {
+        tree.remove(k).map_err(to_io)?;
+        self.flush()
+    }
+
+    fn all<T: for<'de> Deserialize<'de>>(&self, tree: &sled::Tree) -> io::Result<Vec<T>> {
+        let mut out = Vec::new();
+        for item in tree.iter() {
+            let (k, v) = item.map_err(to_io)?;
+            match serde_json::from_slice(&v) {
+                Ok(value) => out.push(value),
+                Err(e) => {
+                    tracing::error!(key = %String::from_utf8_lossy(&k), error = %e, "unreadable definition skipped")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A fresh queue id (persisted, so it is never handed out twice).
+    pub fn next_queue_id(&self) -> io::Result<u32> {
+        let id = self.db.generate_id().map_err(to_io)?;
+        // generate_id starts at 0; ids are shifted by one so 0 never names a queue.
+        u32::try_from(id + 1).map_err(|_| io::Error::other("queue ids exhausted"))
+    }
+
+    pub fn vhosts(&self) -> io::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for item in self.vhosts.iter() {
+            let (k, _) = item.map_err(to_io)?;
+            out.push(String::from_utf8_lossy(&k).into_owned());
+        }
+        Ok(out)
+    }
+
+    pub fn put_vhost(&self, name: &str) -> io::Result<()> {
+        self.vhosts.insert(name.as_bytes(), &[]).map_err(to_io)?;
+        self.flush()
+    }
+
+    pub fn remove_vhost(&self, name: &str) -> io::Result<()> {
+        self.vhosts.remove(name.as_bytes()).map_err(to_io)?;
+        self.flush()
+    }
+
+    pub fn exchanges(&self) -> io::Result<Vec<ExchangeDef>> {
+        self.all(&self.exchanges)
+    }
+
+    pub fn put_exchange(&self, def: &ExchangeDef) -> io::Result<()> {
+        self.put(&self.exchanges, key(&[&def.vhost, &def.name]), def)
+    }
+
+    pub fn remove_exchange(&self, vhost: &str, name: &str) -> io::Result<()> {
+        self.remove(&self.exchanges, key(&[vhost, name]))
+    }
+
+    pub fn queues(&self) -> io::Result<Vec<QueueDef>> {
+        self.all(&self.queues)
+    }
+
+    pub fn put_queue(&self, def: &QueueDef) -> io::Result<()> {
+        self.put(&self.queues, key(&[&def.vhost, &def.name]), def)
+    }
+
+    pub fn remove_queue(&self, vhost: &str, name: &str) -> io::Result<()> {
+        self.remove(&self.queues, key(&[vhost, name]))
+    }
+
+    pub fn bindings(&self) -> io::Result<Vec<BindingDef>> {
+        self.all(&self.bindings)
+    }
+
+    fn binding_key(def: &BindingDef) -> Vec<u8> {
+        let args = serde_json::to_string(&def.arguments).unwrap_or_default();
+        key(&[
+            &def.vhost,
+            &def.source,
+            &def.destination_type,
+            &def.destination,
+            &def.routing_key,
+            &args,
+        ])
+    }
+
+    pub fn put_binding(&self, def: &BindingDef) -> io::Result<()> {
+        self.put(&self.bindings, Self::binding_key(def), def)
+    }
+
+    pub fn remove_binding(&self, def: &BindingDef) -> io::Result<()> {
+        self.remove(&self.bindings, Self::binding_key(def))
+    }
+
+    /// Removes every binding of `vhost` that names `name` (a deleted queue or
+    /// exchange) as source or destination.
+    pub fn remove_bindings_of(
+        &self,
+        vhost: &str,
+        destination_type: &str,
+        name: &str,
+    ) -> io::Result<()> {
+        for def in self.bindings()? {
+            let touches = def.vhost == vhost
+                && ((def.destination_type == destination_type && def.destination == name)
+                    || (destination_type == "exchange" && def.source == name));
+            if touches {
+                self.bindings
+                    .remove(Self::binding_key(&def))
+                    .map_err(to_io)?;
+            }
+        }
+        self.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let meta = Meta::open(dir.path()).unwrap();
+            meta.put_vhost("/").unwrap();
+            let mut args = FieldTable::default();
+            args.insert(
+                "x-max-length".into(),
+                amq_protocol::types::AMQPValue::LongInt(10),
+            );
+            meta.put_queue(&QueueDef {
+                vhost: "/".into(),
+                name: "q".into(),
+                id: meta.next_queue_id().unwrap(),
+                auto_delete: false,
+                arguments: args,
+            })
+            .unwrap();
+            meta.put_binding(&BindingDef {
+                vhost: "/".into(),
+                source: "amq.direct".into(),
+                destination_type: "queue".into(),
+                destination: "q".into(),
+                routing_key: "k".into(),
+                arguments: FieldTable::default(),
+            })
+            .unwrap();
+        }
+        let meta = Meta::open(dir.path()).unwrap();
+        assert_eq!(meta.vhosts().unwrap(), vec!["/".to_string()]);
+        let queues = meta.queues().unwrap();
+        assert_eq!(queues.len(), 1);
+        assert_eq!(queues[0].id, 1);
+        assert_eq!(meta.bindings().unwrap().len(), 1);
+        meta.remove_bindings_of("/", "queue", "q").unwrap();
+        assert!(meta.bindings().unwrap().is_empty());
+        assert!(meta.next_queue_id().unwrap() > 1);
+    }
+}
