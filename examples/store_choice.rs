@@ -44,7 +44,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Segment log: length + CRC framed records appended, fdatasync per batch;
     // ack = an 8-byte entry appended to the ack file, no fsync.
     let seg_path = dir.path().join("msgs.0000000001");
-    let mut seg = OpenOptions::new().create(true).append(true).open(&seg_path)?;
+    let mut seg = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&seg_path)?;
     let mut acks = OpenOptions::new()
         .create(true)
         .append(true)

@@ -27,6 +27,7 @@ use crate::delivery::{self, DeliveryChannel, Unacked};
 use crate::error::{AmqpError, MethodError};
 use crate::frame::{self, Frame};
 use crate::message::{value_as_i64, Message};
+use crate::permissions::{Perm, Resource};
 use crate::queue::Queue;
 use crate::store::SyncWaiter;
 use crate::vhost::{ExchangeDeclare, QueueDeclare};
@@ -312,6 +313,14 @@ impl Channel {
             return Ok(());
         };
         let err = |e: AmqpError| MethodError::new(e, 60, 40);
+        session
+            .perms
+            .publish(
+                &session.vhost,
+                publish.exchange.as_str(),
+                publish.routing_key.as_str(),
+            )
+            .map_err(err)?;
         let body = match parts.len() {
             0 => Bytes::new(),
             1 => parts.pop().unwrap_or_default(),
@@ -563,6 +572,12 @@ impl Channel {
         };
         match method {
             exchange::AMQPMethod::Declare(d) => {
+                if !d.passive {
+                    let (name, kind) = (d.exchange.as_str(), d.kind.as_str());
+                    session
+                        .perms
+                        .exchange_declare(&vhost, name, kind, &d.arguments)?;
+                }
                 vhost.declare_exchange(&ExchangeDeclare {
                     name: d.exchange.as_str(),
                     kind: d.kind.as_str(),
@@ -578,6 +593,7 @@ impl Channel {
                 );
             }
             exchange::AMQPMethod::Delete(d) => {
+                session.perms.exchange_delete(d.exchange.as_str())?;
                 vhost.delete_exchange(d.exchange.as_str(), d.if_unused)?;
                 reply(
                     d.nowait,
@@ -585,9 +601,12 @@ impl Channel {
                 );
             }
             exchange::AMQPMethod::Bind(b) => {
+                let destination = Destination::Exchange(Arc::from(b.destination.as_str()));
+                let (source, key) = (b.source.as_str(), b.routing_key.as_str());
+                session.perms.bind(&vhost, source, &destination, key)?;
                 vhost.bind(
                     b.source.as_str(),
-                    Destination::Exchange(Arc::from(b.destination.as_str())),
+                    destination,
                     b.routing_key.as_str(),
                     &b.arguments,
                     conn,
@@ -595,9 +614,12 @@ impl Channel {
                 reply(b.nowait, exchange::AMQPMethod::BindOk(exchange::BindOk {}));
             }
             exchange::AMQPMethod::Unbind(b) => {
+                let destination = Destination::Exchange(Arc::from(b.destination.as_str()));
+                let (source, key) = (b.source.as_str(), b.routing_key.as_str());
+                session.perms.bind(&vhost, source, &destination, key)?;
                 vhost.unbind(
                     b.source.as_str(),
-                    Destination::Exchange(Arc::from(b.destination.as_str())),
+                    destination,
                     b.routing_key.as_str(),
                     &b.arguments,
                     conn,
@@ -645,6 +667,9 @@ impl Channel {
                     }
                     d.queue.to_string()
                 };
+                if !d.passive {
+                    session.perms.queue_declare(&vhost, &name, &d.arguments)?;
+                }
                 let (queue, messages, consumers) = vhost.declare_queue(&QueueDeclare {
                     name: &name,
                     passive: d.passive,
@@ -676,9 +701,12 @@ impl Channel {
             }
             q::AMQPMethod::Bind(b) => {
                 let name = self.queue_name(&b.queue)?;
+                let destination = Destination::Queue(Arc::from(name.as_str()));
+                let (source, key) = (b.exchange.as_str(), b.routing_key.as_str());
+                session.perms.bind(&vhost, source, &destination, key)?;
                 vhost.bind(
                     b.exchange.as_str(),
-                    Destination::Queue(Arc::from(name.as_str())),
+                    destination,
                     b.routing_key.as_str(),
                     &b.arguments,
                     conn,
@@ -692,9 +720,12 @@ impl Channel {
             }
             q::AMQPMethod::Unbind(b) => {
                 let name = self.queue_name(&b.queue)?;
+                let destination = Destination::Queue(Arc::from(name.as_str()));
+                let (source, key) = (b.exchange.as_str(), b.routing_key.as_str());
+                session.perms.bind(&vhost, source, &destination, key)?;
                 vhost.unbind(
                     b.exchange.as_str(),
-                    Destination::Queue(Arc::from(name.as_str())),
+                    destination,
                     b.routing_key.as_str(),
                     &b.arguments,
                     conn,
@@ -706,6 +737,7 @@ impl Channel {
             }
             q::AMQPMethod::Purge(p) => {
                 let name = self.queue_name(&p.queue)?;
+                session.perms.check(Perm::Read, Resource::Queue, &name)?;
                 let count = vhost.queue(&name, conn)?.purge();
                 if !p.nowait {
                     self.send(
@@ -718,6 +750,9 @@ impl Channel {
             }
             q::AMQPMethod::Delete(d) => {
                 let name = self.queue_name(&d.queue)?;
+                session
+                    .perms
+                    .check(Perm::Configure, Resource::Queue, &name)?;
                 let count = vhost.delete_queue(&name, conn, d.if_unused, d.if_empty)?;
                 session
                     .exclusive_queues
@@ -794,6 +829,7 @@ impl Channel {
             }
             basic::AMQPMethod::Get(g) => {
                 let name = self.queue_name(&g.queue)?;
+                session.perms.check(Perm::Read, Resource::Queue, &name)?;
                 let queue = session.vhost.queue(&name, session.handle.id)?;
                 match queue.get(g.no_ack) {
                     Some((message, remaining)) => self
@@ -837,6 +873,7 @@ impl Channel {
 
     fn consume(&mut self, session: &mut Session, c: basic::Consume) -> Result<(), AmqpError> {
         let name = self.queue_name(&c.queue)?;
+        session.perms.check(Perm::Read, Resource::Queue, &name)?;
         let queue = session.vhost.queue(&name, session.handle.id)?;
         self.consumers
             .retain(|_, (consumer, _)| !consumer.is_cancelled());

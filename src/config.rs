@@ -20,4 +20,25 @@ pub struct Config {
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.
     #[arg(long, env = "WARREN_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+
+    /// Definitions file (RabbitMQ's format, JSON or .yaml/.yml) loaded at boot.
+    /// With it, the default vhost and user are not created (as in RabbitMQ).
+    #[arg(long, env = "WARREN_DEFINITIONS")]
+    pub definitions: Option<PathBuf>,
+
+    /// Address and port for the HTTP API (port 0: any free port).
+    #[arg(long, env = "WARREN_HTTP_LISTEN", default_value = "127.0.0.1:15672")]
+    pub http_listen: SocketAddr,
+
+    /// Do not start the HTTP API.
+    #[arg(long, env = "WARREN_NO_HTTP")]
+    pub no_http: bool,
+
+    /// Let guest connect from other hosts than loopback.
+    #[arg(long, env = "WARREN_GUEST_REMOTE")]
+    pub guest_remote: bool,
+
+    /// Run a command against a running broker instead of running one.
+    #[command(subcommand)]
+    pub command: Option<crate::cli::Command>,
 }

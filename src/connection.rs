@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ use crate::channel::Channel;
 use crate::error::{AmqpError, MethodError};
 use crate::frame::{self, Frame};
 use crate::outbox::{run_writer, Outbox};
+use crate::permissions::Checker;
 use crate::queue::Queue;
 use crate::vhost::VHost;
 
@@ -57,6 +59,8 @@ pub struct Session {
     pub vhost: Arc<VHost>,
     pub handle: Arc<ConnectionHandle>,
     pub user: User,
+    /// The user's permissions in this vhost, checked on every operation.
+    pub perms: Checker,
     /// Exclusive queues declared by this connection; deleted when it closes.
     pub exclusive_queues: Vec<Arc<Queue>>,
 }
@@ -326,6 +330,17 @@ impl Connection {
                 40,
             ));
         };
+        let access = self.broker.access(&user.name, vhost_name);
+        if !access.can_connect() {
+            return Err(MethodError::new(
+                AmqpError::NotAllowed(format!(
+                    "access to vhost '{vhost_name}' refused for user '{}'",
+                    user.name
+                )),
+                10,
+                40,
+            ));
+        }
         self.send(
             0,
             AMQPClass::Connection(conn::AMQPMethod::OpenOk(conn::OpenOk {})),
@@ -340,6 +355,7 @@ impl Connection {
                 frame_max: self.frame_max,
                 consumer_cancel_notify: caps.consumer_cancel_notify,
             }),
+            perms: Checker::new(&user.name, vhost_name, access),
             user,
             exclusive_queues: Vec::new(),
         }))
@@ -347,6 +363,9 @@ impl Connection {
 
     /// The open connection: frames in, until close, error, EOF or shutdown.
     async fn run(&mut self, mut session: Session) {
+        let broker = self.broker.clone();
+        let stats = &broker.stats;
+        stats.connections.fetch_add(1, Ordering::Relaxed);
         let mut channels: HashMap<u16, Channel> = HashMap::new();
         let heartbeat_task = (self.heartbeat > 0).then(|| {
             let outbox = self.outbox.clone();
@@ -397,6 +416,10 @@ impl Connection {
         };
         // Release consumers and unacked messages before waiting for the client:
         // a closed connection must not hold messages.
+        stats.connections.fetch_sub(1, Ordering::Relaxed);
+        stats
+            .channels
+            .fetch_sub(channels.len() as i64, Ordering::Relaxed);
         for (_, mut channel) in channels.drain() {
             channel.cleanup(&mut session);
         }
@@ -462,6 +485,7 @@ impl Connection {
                     if let AMQPClass::Channel(chan::AMQPMethod::Open(_)) = **method {
                         let channel = Channel::open(channel_id, session);
                         channels.insert(channel_id, channel);
+                        self.broker.stats.channels.fetch_add(1, Ordering::Relaxed);
                         self.send(
                             channel_id,
                             AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {})),
@@ -492,6 +516,7 @@ impl Connection {
                 }
                 if channel.handle(session, frame)? {
                     channels.remove(&channel_id);
+                    self.broker.stats.channels.fetch_sub(1, Ordering::Relaxed);
                 }
                 Ok(true)
             }

@@ -21,6 +21,7 @@ use crate::arguments::{self, check_equivalent, inequivalent_property};
 use crate::consumer::Consumer;
 use crate::error::{in_vhost, AmqpError};
 use crate::frame;
+use crate::policy::Policies;
 use crate::queue::{Queue, QueueConfig};
 use crate::store::meta::{BindingDef, ExchangeDef, QueueDef};
 use crate::store::{MessageLog, Meta};
@@ -84,6 +85,8 @@ pub struct VHost {
     meta: Arc<Meta>,
     /// Persistent messages of this vhost's durable queues.
     pub log: Arc<MessageLog>,
+    /// Policies of this vhost (`crate::policy`); they apply to existing and future objects.
+    pub policies: Policies,
 }
 
 fn persist_error(e: std::io::Error) -> AmqpError {
@@ -113,6 +116,7 @@ impl VHost {
             name: Arc::from(name),
             state: ArcSwap::from_pointee(snap),
             admin: Mutex::new(()),
+            policies: Policies::default(),
             meta,
             log,
         })
@@ -264,7 +268,9 @@ impl VHost {
             let name: Arc<str> = Arc::from(req.name);
             snap.topology.add_exchange(&name, kind);
             if let Some(table) = snap.topology.exchange_mut(&name) {
-                table.set_alternate_exchange(alternate_exchange(req.arguments));
+                let ae = alternate_exchange(req.arguments)
+                    .or_else(|| self.policies.alternate_exchange(&name));
+                table.set_alternate_exchange(ae);
             }
             if req.durable {
                 self.meta
@@ -292,6 +298,27 @@ impl VHost {
             );
             Ok(())
         })
+    }
+
+    /// Re-applies the policies to every exchange (after a policy changed):
+    /// an `alternate-exchange` argument wins over the policy's.
+    pub fn refresh_policies(&self) {
+        let _ = self.update(|snap| {
+            for x in snap.exchanges.values() {
+                let ae = alternate_exchange(&x.arguments)
+                    .or_else(|| self.policies.alternate_exchange(&x.name));
+                let current = snap
+                    .topology
+                    .exchange(&x.name)
+                    .map(|t| t.alternate_exchange());
+                if current.is_some_and(|c| c != ae.as_ref()) {
+                    if let Some(table) = snap.topology.exchange_mut(&x.name) {
+                        table.set_alternate_exchange(ae);
+                    }
+                }
+            }
+            Ok(())
+        });
     }
 
     fn check_exchange_equivalent(

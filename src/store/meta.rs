@@ -126,6 +126,11 @@ impl Meta {
         self.flush()
     }
 
+    pub fn remove_vhost(&self, name: &str) -> io::Result<()> {
+        self.vhosts.remove(name.as_bytes()).map_err(to_io)?;
+        self.flush()
+    }
+
     pub fn exchanges(&self) -> io::Result<Vec<ExchangeDef>> {
         self.all(&self.exchanges)
     }

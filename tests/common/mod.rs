@@ -114,6 +114,9 @@ impl TestBroker {
                 .arg(format!("127.0.0.1:{port}"))
                 .arg("--data-dir")
                 .arg(&data_dir)
+                // Many brokers run at once: any free port for the HTTP API.
+                .arg("--http-listen")
+                .arg("127.0.0.1:0")
                 // The log goes to a file: no ANSI colours.
                 .env("NO_COLOR", "1")
                 .stdin(Stdio::null())

@@ -63,7 +63,9 @@ def broker_url(tmp_path_factory):
     port = _free_port()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [str(binary), "--amqp-listen", "127.0.0.1:%d" % port, "--data-dir", str(data_dir)],
+            [str(binary), "--amqp-listen", "127.0.0.1:%d" % port, "--data-dir", str(data_dir),
+             # Many brokers run at once: any free port for the HTTP API.
+             "--http-listen", "127.0.0.1:0"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + START_TIMEOUT
@@ -178,3 +180,27 @@ def raw_open(raw, broker):
         return r
 
     return _raw_open
+
+
+@pytest.fixture(scope="session")
+def acme(tmp_path_factory):
+    """A broker loaded with the acme definitions (a RabbitMQ 3.10 export: two vhosts, three
+    users, policies, exchange-to-exchange and headers bindings, an alternate exchange).
+
+    Warren is started with `--definitions` on it. Against the reference RabbitMQ
+    (WARREN_TEST_URL) the file is imported with WARREN_REFERENCE_CTL instead (run those checks
+    with -n 0: the vhosts are shared)."""
+    import warren_proc
+
+    url = os.environ.get("WARREN_TEST_URL")
+    if url:
+        if not warren_proc.import_into_reference(warren_proc.ACME):
+            pytest.skip("set WARREN_REFERENCE_CTL to import the acme definitions into the "
+                        "reference broker")
+        yield warren_proc.Reference(url)
+        return
+    w = warren_proc.Warren(tmp_path_factory.mktemp("acme"), "--definitions", warren_proc.ACME)
+    try:
+        yield w
+    finally:
+        w.stop()
