@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Declares the topology of definitions.json with plain AMQP (exchange.declare, queue.declare,
-queue.bind). Once Warren loads definitions files at start-up (`--definitions`), this step is
-unnecessary; until then it is the way to set the example up, and it works on any vhost."""
+queue.bind), for a broker started without `--definitions definitions.json`. Users and
+permissions in the file are left alone."""
 
 from common import connect, definitions
 

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use warren_routing::ExchangeKind;
+use warren_routing::{ExchangeKind, Selector};
 
 use super::model::{to_field_table, Definitions};
 use super::{DefinitionsError, Problem};
@@ -364,6 +364,10 @@ pub fn validate(
                 ),
             );
         }
+        // A selector compiles here exactly as at queue.bind.
+        if let Err(e) = Selector::from_binding_arguments(&to_field_table(&b.arguments)) {
+            problem(entry.clone(), e.to_string());
+        }
         if source_kind.is_some_and(|k| *k == "headers") {
             if let Some(m) = b.arguments.get("x-match") {
                 if !matches!(
@@ -454,5 +458,28 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("policies[0] (policy 'p' in vhost '/'): 'max-length' must be a non-negative integer"), "{e}");
+    }
+
+    #[test]
+    fn binding_selectors_are_compiled() {
+        let file = |args: &str| {
+            format!(
+                r#"{{"exchanges":[{{"name":"x","type":"fanout"}}],"queues":[{{"name":"q"}}],
+                    "bindings":[{{"source":"x","destination":"q","destination_type":"queue","arguments":{args}}}]}}"#
+            )
+        };
+        check(&file(r#"{"x-selector":"region = 'eu' AND amount > 1000"}"#)).unwrap();
+        check(&file(r#"{"x-filter-jms-selector":"body.total > 1"}"#)).unwrap();
+        let e = check(&file(r#"{"x-selector":"region = 'eu' AND"}"#)).unwrap_err();
+        assert!(e.contains("bindings[0] ("), "{e}");
+        assert!(
+            e.contains("invalid x-selector at position 18: expected an operand, found the end of the selector"),
+            "{e}"
+        );
+        let e = check(&file(r#"{"x-filter-jms-selector":"a MATCHES '('"}"#)).unwrap_err();
+        assert!(
+            e.contains("invalid x-filter-jms-selector at position 11: invalid regex"),
+            "{e}"
+        );
     }
 }

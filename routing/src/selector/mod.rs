@@ -125,6 +125,14 @@ impl Selector {
         self.0.expr.truth(input).into()
     }
 
+    /// The selector in binding arguments (`x-selector` or its alias
+    /// `x-filter-jms-selector`), compiled: the check `bind` makes, for callers
+    /// that validate bindings before making them (definitions files).
+    /// `Ok(None)` when there is no selector.
+    pub fn from_binding_arguments(arguments: &FieldTable) -> Result<Option<Selector>, BindError> {
+        from_arguments(arguments)
+    }
+
     /// Whether the selector is TRUE for the message (the binding routes).
     pub fn matches(&self, input: &SelectorInput<'_>) -> bool {
         self.0.expr.truth(input) == Some(true)
