@@ -116,7 +116,7 @@ fn text(v: Option<&str>) -> Value<'_> {
 }
 
 fn property<'v>(property: Property, input: &SelectorInput<'v>) -> Value<'v> {
-    let m = &input.message;
+    let m = input.message;
     let p = &m.properties;
     match property {
         Property::RoutingKey => Value::Str(m.routing_key),

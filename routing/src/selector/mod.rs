@@ -155,22 +155,23 @@ impl PartialEq for Selector {
 /// it to every selector: the JSON body is parsed on the first `body.…` read
 /// and the result reused, so it is parsed at most once, and never if no
 /// selector reads it.
+/// Borrows the message (making one copies nothing).
 #[derive(Debug)]
 pub struct SelectorInput<'a> {
-    message: RoutableMessage<'a>,
+    message: &'a RoutableMessage<'a>,
     body: json::LazyBody,
 }
 
 impl<'a> SelectorInput<'a> {
-    pub fn new(message: &RoutableMessage<'a>) -> Self {
+    pub fn new(message: &'a RoutableMessage<'a>) -> Self {
         Self {
-            message: *message,
+            message,
             body: json::LazyBody::default(),
         }
     }
 
-    pub fn message(&self) -> &RoutableMessage<'a> {
-        &self.message
+    pub fn message(&self) -> &'a RoutableMessage<'a> {
+        self.message
     }
 
     /// Whether the body has been parsed (a selector read it).

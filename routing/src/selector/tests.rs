@@ -374,7 +374,7 @@ fn null_comparisons_are_unknown() {
     }
 }
 
-fn input_for<'a>(message: &RoutableMessage<'a>) -> SelectorInput<'a> {
+fn input_for<'a>(message: &'a RoutableMessage<'a>) -> SelectorInput<'a> {
     SelectorInput::new(message)
 }
 
