@@ -283,6 +283,9 @@ impl TestBroker {
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--data-dir")
             .arg(&data_dir)
+            // Many brokers run at once: the HTTP API takes any free port.
+            .arg("--http-listen")
+            .arg("127.0.0.1:0")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
