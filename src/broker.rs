@@ -70,6 +70,9 @@ pub struct Stats {
     pub channels: AtomicI64,
 }
 
+/// The store document holding users, permissions, policies and parameters.
+const ACCESS_DOC: &str = "access";
+
 pub struct Broker {
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     vhost_info: RwLock<HashMap<String, VhostInfo>>,
@@ -121,13 +124,18 @@ impl Broker {
             next_connection_id: AtomicU64::new(1),
             store,
         };
-        if broker.options.seed_defaults {
-            broker.put_user(Users::default_guest(broker.options.guest_remote));
-            broker.set_permissions("guest", "/", Permission::all());
-        }
         let mut messages = 0usize;
         for name in names {
             messages += broker.load_vhost(&name, &exchanges, &queues, &bindings)?;
+        }
+        match meta.doc(ACCESS_DOC).map_err(&err)? {
+            Some(doc) => broker.restore_access(&doc),
+            None if broker.options.seed_defaults => {
+                broker.put_user(Users::default_guest(broker.options.guest_remote));
+                broker.set_permissions("guest", "/", Permission::all());
+                broker.persist_access().map_err(&err)?;
+            }
+            None => {}
         }
         info!(
             dir = %data_dir.display(),
@@ -305,6 +313,32 @@ impl Broker {
         let cleared = v.policies.clear(name);
         v.refresh_policies();
         cleared
+    }
+
+    /// Writes users (password hashes only), permissions, topic permissions,
+    /// policies, parameters and vhost metadata to the store, as one document
+    /// in RabbitMQ's definitions format. Called after every change to them.
+    pub fn persist_access(&self) -> std::io::Result<()> {
+        let mut doc = crate::definitions::export::export(self);
+        doc.queues.clear();
+        doc.exchanges.clear();
+        doc.bindings.clear();
+        let bytes = serde_json::to_vec(&doc).map_err(std::io::Error::other)?;
+        self.store.meta.put_doc(ACCESS_DOC, &bytes)
+    }
+
+    /// Loads what [`Broker::persist_access`] stored.
+    fn restore_access(&self, doc: &[u8]) {
+        let defs: crate::definitions::Definitions = match serde_json::from_slice(doc) {
+            Ok(defs) => defs,
+            Err(e) => {
+                tracing::error!(error = %e, "stored users and permissions are unreadable; none loaded");
+                return;
+            }
+        };
+        if let Err(e) = crate::definitions::apply::restore(self, &defs) {
+            tracing::error!(error = %e, "stored users and permissions could not be restored");
+        }
     }
 
     pub fn next_connection_id(&self) -> u64 {

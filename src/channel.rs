@@ -347,13 +347,13 @@ impl Channel {
                 ))));
             }
         }
-        let message = Arc::new(Message {
-            exchange: publish.exchange.clone(),
-            routing_key: publish.routing_key,
-            properties: *header.properties,
-            raw_header: Some(header.raw),
+        let message = Arc::new(Message::new(
+            publish.exchange.clone(),
+            publish.routing_key,
+            *header.properties,
+            Some(header.raw),
             body,
-        });
+        ));
         let exchange = publish.exchange.as_str();
         match &mut self.mode {
             Mode::Tx(tx) => {

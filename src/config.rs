@@ -21,6 +21,12 @@ pub struct Config {
     #[arg(long, env = "WARREN_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 
+    /// Memory alarm: when messages held in memory pass this, publishers are
+    /// blocked until consumers catch up. A fraction of the machine's memory
+    /// (0.4, RabbitMQ's default) or a number of bytes; 0 turns the alarm off.
+    #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK", default_value = "0.4")]
+    pub memory_high_watermark: f64,
+
     /// Definitions file (RabbitMQ's format, JSON or .yaml/.yml) loaded at boot.
     /// With it, the default vhost and user are not created (as in RabbitMQ).
     #[arg(long, env = "WARREN_DEFINITIONS")]
@@ -41,4 +47,18 @@ pub struct Config {
     /// Run a command against a running broker instead of running one.
     #[command(subcommand)]
     pub command: Option<crate::cli::Command>,
+}
+
+impl Config {
+    /// The memory alarm's limit in bytes.
+    pub fn memory_limit(&self) -> usize {
+        let w = self.memory_high_watermark;
+        if w <= 0.0 {
+            0
+        } else if w <= 1.0 {
+            crate::memory::fraction_of_total(w)
+        } else {
+            w as usize
+        }
+    }
 }

@@ -30,6 +30,7 @@ use crate::broker::Broker;
 use crate::channel::Channel;
 use crate::error::{AmqpError, MethodError};
 use crate::frame::{self, Frame};
+use crate::memory;
 use crate::outbox::{run_writer, Outbox};
 use crate::permissions::Checker;
 use crate::queue::Queue;
@@ -98,6 +99,8 @@ pub async fn serve(
             channel_max: CHANNEL_MAX,
             heartbeat: 0,
             shutdown,
+            blocked_capable: false,
+            publisher: false,
         };
         match conn.handshake().await {
             Ok(Some(session)) => conn.run(session).await,
@@ -127,6 +130,10 @@ struct Connection {
     channel_max: u16,
     heartbeat: u16,
     shutdown: watch::Receiver<bool>,
+    /// The client announced connection.blocked (it is told when the memory alarm blocks it).
+    blocked_capable: bool,
+    /// This connection has published: the memory alarm pauses it.
+    publisher: bool,
 }
 
 /// How the read loop ended.
@@ -256,6 +263,7 @@ impl Connection {
             return Err(unexpected_handshake_method());
         };
         let caps = client_capabilities(&start_ok.client_properties);
+        self.blocked_capable = caps.connection_blocked;
         let mechanism = start_ok.mechanism.as_str();
         let user = auth::decode_response(mechanism, start_ok.response.as_bytes())
             .and_then(|creds| self.broker.users.authenticate(&creds));
@@ -391,6 +399,14 @@ impl Connection {
                 Ok(false) => break Ending::Done,
                 Err(e) => break Ending::Error(e),
             }
+            if self.publisher && memory::alarmed() && !self.wait_out_memory_alarm().await {
+                break Ending::Error(
+                    AmqpError::ConnectionForced(
+                        "broker forced connection closure with reason 'shutdown'".into(),
+                    )
+                    .into(),
+                );
+            }
             let read = async {
                 let fill = fill(&mut self.reader, &mut self.buf);
                 match silence {
@@ -433,6 +449,31 @@ impl Connection {
             self.send_close(&e);
             self.await_close_ok().await;
         }
+    }
+
+    /// Stops reading from this publisher until the memory alarm clears, telling
+    /// the client if it understands connection.blocked. False on shutdown.
+    async fn wait_out_memory_alarm(&mut self) -> bool {
+        if self.blocked_capable {
+            self.send(
+                0,
+                AMQPClass::Connection(conn::AMQPMethod::Blocked(conn::Blocked {
+                    reason: ShortString::from("low on memory"),
+                })),
+            );
+        }
+        debug!("blocked by the memory alarm");
+        let cleared = tokio::select! {
+            _ = memory::cleared() => true,
+            _ = self.shutdown.changed() => false,
+        };
+        if cleared && self.blocked_capable {
+            self.send(
+                0,
+                AMQPClass::Connection(conn::AMQPMethod::Unblocked(conn::Unblocked {})),
+            );
+        }
+        cleared
     }
 
     /// Handles every complete frame in the buffer. Ok(false) when the client closed.
@@ -479,6 +520,9 @@ impl Connection {
             } => (*class_id, *method_id),
             _ => (0, 0),
         };
+        if (class_id, method_id) == (60, 40) {
+            self.publisher = true;
+        }
         match channels.get_mut(&channel_id) {
             None => {
                 if let Frame::Method { method, .. } = &frame {
@@ -581,6 +625,7 @@ fn unexpected_handshake_method() -> MethodError {
 struct ClientCapabilities {
     consumer_cancel_notify: bool,
     authentication_failure_close: bool,
+    connection_blocked: bool,
 }
 
 fn client_capabilities(props: &FieldTable) -> ClientCapabilities {
@@ -595,6 +640,7 @@ fn client_capabilities(props: &FieldTable) -> ClientCapabilities {
     ClientCapabilities {
         consumer_cancel_notify: flag("consumer_cancel_notify"),
         authentication_failure_close: flag("authentication_failure_close"),
+        connection_blocked: flag("connection.blocked"),
     }
 }
 

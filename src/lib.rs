@@ -21,6 +21,7 @@ pub mod delivery;
 pub mod error;
 pub mod frame;
 pub mod http;
+pub mod memory;
 pub mod message;
 pub mod outbox;
 pub mod password;

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use warren_routing::{MessageProperties, RoutableMessage};
 
 use crate::frame;
+use crate::memory::MemoryCharge;
 use crate::store::record::StoredMessage;
 
 /// An immutable published message.
@@ -25,9 +26,28 @@ pub struct Message {
     /// `properties` (None once the broker changed the properties).
     pub raw_header: Option<Bytes>,
     pub body: Bytes,
+    /// This message's share of the memory alarm's counter.
+    _charge: MemoryCharge,
 }
 
 impl Message {
+    pub fn new(
+        exchange: ShortString,
+        routing_key: ShortString,
+        properties: AMQPProperties,
+        raw_header: Option<Bytes>,
+        body: Bytes,
+    ) -> Self {
+        Self {
+            _charge: MemoryCharge::new(body.len()),
+            exchange,
+            routing_key,
+            properties,
+            raw_header,
+            body,
+        }
+    }
+
     pub fn headers(&self) -> Option<&FieldTable> {
         self.properties.headers().as_ref()
     }
@@ -84,13 +104,13 @@ impl Message {
     pub fn from_stored(stored: StoredMessage) -> Option<Self> {
         let (_, header) =
             amq_protocol::frame::parsing::parse_content_header(&stored.raw_header[..]).ok()?;
-        Some(Self {
-            exchange: ShortString::from(stored.exchange),
-            routing_key: ShortString::from(stored.routing_key),
-            properties: header.properties,
-            raw_header: Some(stored.raw_header),
-            body: stored.body,
-        })
+        Some(Self::new(
+            ShortString::from(stored.exchange),
+            ShortString::from(stored.routing_key),
+            header.properties,
+            Some(stored.raw_header),
+            stored.body,
+        ))
     }
 
     /// Appends the content header and body frames of this message on `channel`.

@@ -57,7 +57,22 @@ pub fn import(broker: &Broker, desired: &Definitions) -> Result<Report, Definiti
         ..Report::default()
     };
     apply_objects(broker, desired, &mut report)?;
+    persist(broker)?;
     Ok(report)
+}
+
+/// Re-creates stored users, permissions, policies and parameters at start-up
+/// (no validation against the broker: this is what it had before).
+pub fn restore(broker: &Broker, stored: &Definitions) -> Result<(), DefinitionsError> {
+    let mut report = Report::default();
+    apply_objects(broker, stored, &mut report)
+}
+
+/// Saves the access-control part of the broker's state after a change.
+fn persist(broker: &Broker) -> Result<(), DefinitionsError> {
+    broker
+        .persist_access()
+        .map_err(|e| DefinitionsError::Apply(format!("cannot persist users and permissions: {e}")))
 }
 
 /// Makes the broker match the file; returns the plan that was carried out.
@@ -81,6 +96,7 @@ pub fn apply(
         ..Report::default()
     };
     apply_objects(broker, desired, &mut report)?;
+    persist(broker)?;
     Ok((plan, report))
 }
 
