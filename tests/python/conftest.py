@@ -58,26 +58,34 @@ def broker_url(tmp_path_factory):
     if not binary.exists():
         pytest.fail("Warren binary %s does not exist (build it with `cargo build`, or set "
                     "WARREN_BIN / WARREN_TEST_URL)" % binary)
-    data_dir = tmp_path_factory.mktemp("warren-data")
-    log_path = data_dir.parent / (data_dir.name + ".log")
-    port = _free_port()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(binary), "--amqp-listen", "127.0.0.1:%d" % port, "--data-dir", str(data_dir),
-             # Many brokers run at once: any free port for the HTTP API.
-             "--http-listen", "127.0.0.1:0"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
+    # _free_port() can race with other workers: a broker that finds its port
+    # taken exits at once, and we try another.
+    for attempt in range(5):
+        data_dir = tmp_path_factory.mktemp("warren-data")
+        log_path = data_dir.parent / (data_dir.name + ".log")
+        port = _free_port()
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [str(binary), "--amqp-listen", "127.0.0.1:%d" % port, "--data-dir", str(data_dir),
+                 # Many brokers run at once: any free port for the HTTP API.
+                 "--http-listen", "127.0.0.1:0"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + START_TIMEOUT
         while not _port_open("127.0.0.1", port):
             rc = proc.poll()
             if rc is not None:
-                pytest.fail("warren exited with code %s before listening on port %d; log:\n%s"
-                            % (rc, port, _tail(log_path)))
+                break
             if time.monotonic() > deadline:
+                proc.kill()
                 pytest.fail("warren did not listen on port %d within %.0f s; log:\n%s"
                             % (port, START_TIMEOUT, _tail(log_path)))
             time.sleep(0.05)
+        if proc.poll() is None:
+            break
+        if "Address already in use" not in _tail(log_path) or attempt == 4:
+            pytest.fail("warren exited with code %s before listening on port %d; log:\n%s"
+                        % (proc.returncode, port, _tail(log_path)))
+    try:
         yield "amqp://guest:guest@127.0.0.1:%d/%%2f" % port
     finally:
         if proc.poll() is None:

@@ -51,7 +51,18 @@ def port_open(port):
 class Warren:
     """A Warren process on free AMQP and HTTP ports, stopped by stop()."""
 
-    def __init__(self, workdir, *extra):
+    def __init__(self, workdir, *extra, attempts=5):
+        # free_port() can race with other tests running in parallel: when the
+        # broker exits because a port was taken meanwhile, try other ports.
+        for attempt in range(attempts):
+            try:
+                self._start(workdir, *extra)
+                return
+            except RuntimeError as e:
+                if "Address already in use" not in str(e) or attempt == attempts - 1:
+                    raise
+
+    def _start(self, workdir, *extra):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.amqp_port = free_port()
