@@ -73,8 +73,12 @@ pub fn display_value(value: &AMQPValue) -> String {
     }
 }
 
-/// Values equal for equivalence: same type and value, strings of either kind alike.
+/// Values equal for equivalence: same value and type class (strings of either
+/// kind alike, integers of any width alike, as RabbitMQ's type_class does).
 fn same(a: &AMQPValue, b: &AMQPValue) -> bool {
+    if let (Ok(x), Ok(y)) = (int_arg(a), int_arg(b)) {
+        return x == y;
+    }
     match (
         crate::message::value_as_str(a),
         crate::message::value_as_str(b),

@@ -9,14 +9,41 @@ use amq_protocol::types::{AMQPValue, FieldTable};
 use parking_lot::RwLock;
 
 use crate::message::value_as_str;
+use crate::password::{self, HashingAlgorithm};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct User {
     pub name: String,
-    password: String,
+    /// RabbitMQ's format: base64(salt ++ hash); empty means no password login.
+    pub password_hash: String,
+    pub hashing_algorithm: HashingAlgorithm,
     pub tags: Vec<String>,
+    /// RabbitMQ's per-user limits (max-connections, max-channels), kept as given.
+    pub limits: serde_json::Map<String, serde_json::Value>,
     /// May connect only from loopback (RabbitMQ's rule for guest).
     pub loopback_only: bool,
+}
+
+impl User {
+    /// A user with a freshly salted SHA-256 hash of `password`.
+    pub fn with_password(name: &str, password: &str, tags: &[&str]) -> Self {
+        Self {
+            name: name.to_string(),
+            password_hash: password::hash_password(HashingAlgorithm::Sha256, password),
+            hashing_algorithm: HashingAlgorithm::Sha256,
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            limits: serde_json::Map::new(),
+            loopback_only: false,
+        }
+    }
+
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+
+    pub fn check_password(&self, candidate: &str) -> bool {
+        password::verify(self.hashing_algorithm, &self.password_hash, candidate)
+    }
 }
 
 pub struct Users {
@@ -31,27 +58,53 @@ pub struct Credentials {
 }
 
 impl Users {
-    pub fn with_default_guest() -> Self {
-        let mut users = HashMap::new();
-        users.insert(
-            "guest".to_string(),
-            User {
-                name: "guest".into(),
-                password: "guest".into(),
-                tags: vec!["administrator".into()],
-                loopback_only: true,
-            },
-        );
+    /// No users at all (a broker whose users come from a definitions file).
+    pub fn empty() -> Self {
         Self {
-            users: RwLock::new(users),
+            users: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// guest/guest, administrator, loopback-only unless `guest_remote`.
+    pub fn with_default_guest() -> Self {
+        let users = Self::empty();
+        users.put(Self::default_guest(false));
+        users
+    }
+
+    /// RabbitMQ's default user.
+    pub fn default_guest(guest_remote: bool) -> User {
+        let mut guest = User::with_password("guest", "guest", &["administrator"]);
+        guest.loopback_only = !guest_remote;
+        guest
     }
 
     /// Checks a login; `None` when the user is unknown or the password wrong.
     pub fn authenticate(&self, credentials: &Credentials) -> Option<User> {
         let users = self.users.read();
         let user = users.get(&credentials.username)?;
-        (user.password == credentials.password).then(|| user.clone())
+        user.check_password(&credentials.password)
+            .then(|| user.clone())
+    }
+
+    /// Adds or replaces a user.
+    pub fn put(&self, user: User) {
+        self.users.write().insert(user.name.clone(), user);
+    }
+
+    pub fn delete(&self, name: &str) -> bool {
+        self.users.write().remove(name).is_some()
+    }
+
+    pub fn get(&self, name: &str) -> Option<User> {
+        self.users.read().get(name).cloned()
+    }
+
+    /// Every user, sorted by name.
+    pub fn list(&self) -> Vec<User> {
+        let mut out: Vec<User> = self.users.read().values().cloned().collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
 }
 

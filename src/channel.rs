@@ -29,6 +29,7 @@ use crate::error::{AmqpError, MethodError};
 use crate::exchange_types::Extension;
 use crate::frame::{self, Frame};
 use crate::message::{value_as_i64, Message};
+use crate::permissions::{Perm, Resource};
 use crate::publish;
 use crate::queue::Queue;
 use crate::reply_to;
@@ -320,6 +321,14 @@ impl Channel {
             return Ok(());
         };
         let err = |e: AmqpError| MethodError::new(e, 60, 40);
+        session
+            .perms
+            .publish(
+                &session.vhost,
+                publish.exchange.as_str(),
+                publish.routing_key.as_str(),
+            )
+            .map_err(err)?;
         let body = match parts.len() {
             0 => Bytes::new(),
             1 => parts.pop().unwrap_or_default(),
@@ -347,13 +356,13 @@ impl Channel {
             }
         }
         publish::check_routing_headers(header.properties.headers().as_ref()).map_err(err)?;
-        let mut message = Message {
-            exchange: publish.exchange.clone(),
-            routing_key: publish.routing_key,
-            properties: *header.properties,
-            raw_header: Some(header.raw),
+        let mut message = Message::new(
+            publish.exchange.clone(),
+            publish.routing_key,
+            *header.properties,
+            Some(header.raw),
             body,
-        };
+        );
         if message
             .properties
             .reply_to()
@@ -484,14 +493,8 @@ impl Channel {
                 Extension::Deduplication(cache) => cache.is_duplicate(&message),
             };
             if !skip {
-                snap.topology.route(
-                    exchange,
-                    &RoutableMessage {
-                        routing_key: message.routing_key.as_str(),
-                        headers: message.headers(),
-                    },
-                    &mut self.route,
-                );
+                snap.topology
+                    .route(exchange, &message.routable(), &mut self.route);
                 targets.extend(
                     self.route
                         .queues
@@ -503,7 +506,7 @@ impl Channel {
                         exchange,
                         &RoutableMessage {
                             routing_key: key,
-                            headers: message.headers(),
+                            ..message.routable()
                         },
                         &mut self.route,
                     );
@@ -638,6 +641,12 @@ impl Channel {
         };
         match method {
             exchange::AMQPMethod::Declare(d) => {
+                if !d.passive {
+                    let (name, kind) = (d.exchange.as_str(), d.kind.as_str());
+                    session
+                        .perms
+                        .exchange_declare(&vhost, name, kind, &d.arguments)?;
+                }
                 vhost.declare_exchange(&ExchangeDeclare {
                     name: d.exchange.as_str(),
                     kind: d.kind.as_str(),
@@ -653,6 +662,7 @@ impl Channel {
                 );
             }
             exchange::AMQPMethod::Delete(d) => {
+                session.perms.exchange_delete(d.exchange.as_str())?;
                 vhost.delete_exchange(d.exchange.as_str(), d.if_unused)?;
                 reply(
                     d.nowait,
@@ -660,9 +670,12 @@ impl Channel {
                 );
             }
             exchange::AMQPMethod::Bind(b) => {
+                let destination = Destination::Exchange(Arc::from(b.destination.as_str()));
+                let (source, key) = (b.source.as_str(), b.routing_key.as_str());
+                session.perms.bind(&vhost, source, &destination, key)?;
                 vhost.bind(
                     b.source.as_str(),
-                    Destination::Exchange(Arc::from(b.destination.as_str())),
+                    destination,
                     b.routing_key.as_str(),
                     &b.arguments,
                     conn,
@@ -670,9 +683,12 @@ impl Channel {
                 reply(b.nowait, exchange::AMQPMethod::BindOk(exchange::BindOk {}));
             }
             exchange::AMQPMethod::Unbind(b) => {
+                let destination = Destination::Exchange(Arc::from(b.destination.as_str()));
+                let (source, key) = (b.source.as_str(), b.routing_key.as_str());
+                session.perms.bind(&vhost, source, &destination, key)?;
                 vhost.unbind(
                     b.source.as_str(),
-                    Destination::Exchange(Arc::from(b.destination.as_str())),
+                    destination,
                     b.routing_key.as_str(),
                     &b.arguments,
                     conn,
@@ -733,6 +749,9 @@ impl Channel {
                     }
                     d.queue.to_string()
                 };
+                if !d.passive {
+                    session.perms.queue_declare(&vhost, &name, &d.arguments)?;
+                }
                 let (queue, messages, consumers) = vhost.declare_queue(&QueueDeclare {
                     name: &name,
                     passive: d.passive,
@@ -764,9 +783,12 @@ impl Channel {
             }
             q::AMQPMethod::Bind(b) => {
                 let name = self.queue_name(&b.queue)?;
+                let destination = Destination::Queue(Arc::from(name.as_str()));
+                let (source, key) = (b.exchange.as_str(), b.routing_key.as_str());
+                session.perms.bind(&vhost, source, &destination, key)?;
                 vhost.bind(
                     b.exchange.as_str(),
-                    Destination::Queue(Arc::from(name.as_str())),
+                    destination,
                     b.routing_key.as_str(),
                     &b.arguments,
                     conn,
@@ -780,9 +802,12 @@ impl Channel {
             }
             q::AMQPMethod::Unbind(b) => {
                 let name = self.queue_name(&b.queue)?;
+                let destination = Destination::Queue(Arc::from(name.as_str()));
+                let (source, key) = (b.exchange.as_str(), b.routing_key.as_str());
+                session.perms.bind(&vhost, source, &destination, key)?;
                 vhost.unbind(
                     b.exchange.as_str(),
-                    Destination::Queue(Arc::from(name.as_str())),
+                    destination,
                     b.routing_key.as_str(),
                     &b.arguments,
                     conn,
@@ -794,6 +819,7 @@ impl Channel {
             }
             q::AMQPMethod::Purge(p) => {
                 let name = self.queue_name(&p.queue)?;
+                session.perms.check(Perm::Read, Resource::Queue, &name)?;
                 let count = vhost.queue(&name, conn)?.purge();
                 if !p.nowait {
                     self.send(
@@ -806,6 +832,9 @@ impl Channel {
             }
             q::AMQPMethod::Delete(d) => {
                 let name = self.queue_name(&d.queue)?;
+                session
+                    .perms
+                    .check(Perm::Configure, Resource::Queue, &name)?;
                 let count = vhost.delete_queue(&name, conn, d.if_unused, d.if_empty)?;
                 session
                     .exclusive_queues
@@ -883,6 +912,7 @@ impl Channel {
             }
             basic::AMQPMethod::Get(g) => {
                 let name = self.queue_name(&g.queue)?;
+                session.perms.check(Perm::Read, Resource::Queue, &name)?;
                 let queue = session.vhost.queue(&name, session.handle.id)?;
                 match queue.get(g.no_ack) {
                     Some((message, remaining)) => self
@@ -940,8 +970,10 @@ impl Channel {
             }
         }
         let found = if reply {
+            // RabbitMQ checks no permission for the reply pseudo-queue.
             None
         } else {
+            session.perms.check(Perm::Read, Resource::Queue, &name)?;
             Some(session.vhost.queue(&name, session.handle.id)?)
         };
         if let Some(queue) = &found {

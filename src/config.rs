@@ -20,4 +20,45 @@ pub struct Config {
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.
     #[arg(long, env = "WARREN_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+
+    /// Memory alarm: when messages held in memory pass this, publishers are
+    /// blocked until consumers catch up. A fraction of the machine's memory
+    /// (0.4, RabbitMQ's default) or a number of bytes; 0 turns the alarm off.
+    #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK", default_value = "0.4")]
+    pub memory_high_watermark: f64,
+
+    /// Definitions file (RabbitMQ's format, JSON or .yaml/.yml) loaded at boot.
+    /// With it, the default vhost and user are not created (as in RabbitMQ).
+    #[arg(long, env = "WARREN_DEFINITIONS")]
+    pub definitions: Option<PathBuf>,
+
+    /// Address and port for the HTTP API (port 0: any free port).
+    #[arg(long, env = "WARREN_HTTP_LISTEN", default_value = "127.0.0.1:15672")]
+    pub http_listen: SocketAddr,
+
+    /// Do not start the HTTP API.
+    #[arg(long, env = "WARREN_NO_HTTP")]
+    pub no_http: bool,
+
+    /// Let guest connect from other hosts than loopback.
+    #[arg(long, env = "WARREN_GUEST_REMOTE")]
+    pub guest_remote: bool,
+
+    /// Run a command against a running broker instead of running one.
+    #[command(subcommand)]
+    pub command: Option<crate::cli::Command>,
+}
+
+impl Config {
+    /// The memory alarm's limit in bytes.
+    pub fn memory_limit(&self) -> usize {
+        let w = self.memory_high_watermark;
+        if w <= 0.0 {
+            0
+        } else if w <= 1.0 {
+            crate::memory::fraction_of_total(w)
+        } else {
+            w as usize
+        }
+    }
 }

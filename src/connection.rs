@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +30,9 @@ use crate::broker::Broker;
 use crate::channel::Channel;
 use crate::error::{AmqpError, MethodError};
 use crate::frame::{self, Frame};
+use crate::memory;
 use crate::outbox::{run_writer, Outbox};
+use crate::permissions::Checker;
 use crate::queue::Queue;
 use crate::vhost::VHost;
 
@@ -57,6 +60,8 @@ pub struct Session {
     pub vhost: Arc<VHost>,
     pub handle: Arc<ConnectionHandle>,
     pub user: User,
+    /// The user's permissions in this vhost, checked on every operation.
+    pub perms: Checker,
     /// Exclusive queues declared by this connection; deleted when it closes.
     pub exclusive_queues: Vec<Arc<Queue>>,
 }
@@ -94,6 +99,8 @@ pub async fn serve(
             channel_max: CHANNEL_MAX,
             heartbeat: 0,
             shutdown,
+            blocked_capable: false,
+            publisher: false,
         };
         match conn.handshake().await {
             Ok(Some(session)) => conn.run(session).await,
@@ -123,6 +130,10 @@ struct Connection {
     channel_max: u16,
     heartbeat: u16,
     shutdown: watch::Receiver<bool>,
+    /// The client announced connection.blocked (it is told when the memory alarm blocks it).
+    blocked_capable: bool,
+    /// This connection has published: the memory alarm pauses it.
+    publisher: bool,
 }
 
 /// How the read loop ended.
@@ -252,6 +263,7 @@ impl Connection {
             return Err(unexpected_handshake_method());
         };
         let caps = client_capabilities(&start_ok.client_properties);
+        self.blocked_capable = caps.connection_blocked;
         let mechanism = start_ok.mechanism.as_str();
         let user = auth::decode_response(mechanism, start_ok.response.as_bytes())
             .and_then(|creds| self.broker.users.authenticate(&creds));
@@ -326,6 +338,17 @@ impl Connection {
                 40,
             ));
         };
+        let access = self.broker.access(&user.name, vhost_name);
+        if !access.can_connect() {
+            return Err(MethodError::new(
+                AmqpError::NotAllowed(format!(
+                    "access to vhost '{vhost_name}' refused for user '{}'",
+                    user.name
+                )),
+                10,
+                40,
+            ));
+        }
         self.send(
             0,
             AMQPClass::Connection(conn::AMQPMethod::OpenOk(conn::OpenOk {})),
@@ -340,6 +363,7 @@ impl Connection {
                 frame_max: self.frame_max,
                 consumer_cancel_notify: caps.consumer_cancel_notify,
             }),
+            perms: Checker::new(&user.name, vhost_name, access),
             user,
             exclusive_queues: Vec::new(),
         }))
@@ -347,6 +371,9 @@ impl Connection {
 
     /// The open connection: frames in, until close, error, EOF or shutdown.
     async fn run(&mut self, mut session: Session) {
+        let broker = self.broker.clone();
+        let stats = &broker.stats;
+        stats.connections.fetch_add(1, Ordering::Relaxed);
         let mut channels: HashMap<u16, Channel> = HashMap::new();
         let heartbeat_task = (self.heartbeat > 0).then(|| {
             let outbox = self.outbox.clone();
@@ -371,6 +398,14 @@ impl Connection {
                 Ok(true) => {}
                 Ok(false) => break Ending::Done,
                 Err(e) => break Ending::Error(e),
+            }
+            if self.publisher && memory::alarmed() && !self.wait_out_memory_alarm().await {
+                break Ending::Error(
+                    AmqpError::ConnectionForced(
+                        "broker forced connection closure with reason 'shutdown'".into(),
+                    )
+                    .into(),
+                );
             }
             let read = async {
                 let fill = fill(&mut self.reader, &mut self.buf);
@@ -397,6 +432,10 @@ impl Connection {
         };
         // Release consumers and unacked messages before waiting for the client:
         // a closed connection must not hold messages.
+        stats.connections.fetch_sub(1, Ordering::Relaxed);
+        stats
+            .channels
+            .fetch_sub(channels.len() as i64, Ordering::Relaxed);
         for (_, mut channel) in channels.drain() {
             channel.cleanup(&mut session);
         }
@@ -410,6 +449,31 @@ impl Connection {
             self.send_close(&e);
             self.await_close_ok().await;
         }
+    }
+
+    /// Stops reading from this publisher until the memory alarm clears, telling
+    /// the client if it understands connection.blocked. False on shutdown.
+    async fn wait_out_memory_alarm(&mut self) -> bool {
+        if self.blocked_capable {
+            self.send(
+                0,
+                AMQPClass::Connection(conn::AMQPMethod::Blocked(conn::Blocked {
+                    reason: ShortString::from("low on memory"),
+                })),
+            );
+        }
+        debug!("blocked by the memory alarm");
+        let cleared = tokio::select! {
+            _ = memory::cleared() => true,
+            _ = self.shutdown.changed() => false,
+        };
+        if cleared && self.blocked_capable {
+            self.send(
+                0,
+                AMQPClass::Connection(conn::AMQPMethod::Unblocked(conn::Unblocked {})),
+            );
+        }
+        cleared
     }
 
     /// Handles every complete frame in the buffer. Ok(false) when the client closed.
@@ -456,12 +520,16 @@ impl Connection {
             } => (*class_id, *method_id),
             _ => (0, 0),
         };
+        if (class_id, method_id) == (60, 40) {
+            self.publisher = true;
+        }
         match channels.get_mut(&channel_id) {
             None => {
                 if let Frame::Method { method, .. } = &frame {
                     if let AMQPClass::Channel(chan::AMQPMethod::Open(_)) = **method {
                         let channel = Channel::open(channel_id, session);
                         channels.insert(channel_id, channel);
+                        self.broker.stats.channels.fetch_add(1, Ordering::Relaxed);
                         self.send(
                             channel_id,
                             AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {})),
@@ -492,6 +560,7 @@ impl Connection {
                 }
                 if channel.handle(session, frame)? {
                     channels.remove(&channel_id);
+                    self.broker.stats.channels.fetch_sub(1, Ordering::Relaxed);
                 }
                 Ok(true)
             }
@@ -556,6 +625,7 @@ fn unexpected_handshake_method() -> MethodError {
 struct ClientCapabilities {
     consumer_cancel_notify: bool,
     authentication_failure_close: bool,
+    connection_blocked: bool,
 }
 
 fn client_capabilities(props: &FieldTable) -> ClientCapabilities {
@@ -570,6 +640,7 @@ fn client_capabilities(props: &FieldTable) -> ClientCapabilities {
     ClientCapabilities {
         consumer_cancel_notify: flag("consumer_cancel_notify"),
         authentication_failure_close: flag("authentication_failure_close"),
+        connection_blocked: flag("connection.blocked"),
     }
 }
 

@@ -129,14 +129,7 @@ fn publish(queue: &Arc<Queue>, mut letters: Vec<DeadLetter>) {
         );
         let deaths = deaths_of(&dead);
         targets.clear();
-        crate::publish::route_keys(
-            &snap,
-            &exchange,
-            &keys,
-            dead.headers(),
-            &mut route,
-            &mut targets,
-        );
+        crate::publish::route_keys(&snap, &exchange, &keys, &dead, &mut route, &mut targets);
         if letter.reason != Reason::Rejected {
             targets.retain(|t| {
                 let cycle = is_cycle(t.name(), &deaths);
@@ -354,13 +347,13 @@ mod tests {
         if let Some(e) = expiration {
             p = p.with_expiration(e.into());
         }
-        Message {
-            exchange: "src".into(),
-            routing_key: "rk".into(),
-            properties: p,
-            raw_header: None,
-            body: Bytes::from_static(b"body"),
-        }
+        Message::new(
+            "src".into(),
+            "rk".into(),
+            p,
+            None,
+            Bytes::from_static(b"body"),
+        )
     }
 
     fn death(m: &Message, i: usize) -> BTreeMap<ShortString, AMQPValue> {

@@ -210,7 +210,7 @@ impl Delayed {
                     &snap,
                     &held.exchange,
                     &keys,
-                    message.headers(),
+                    &message,
                     &mut route,
                     &mut targets,
                 );
@@ -262,13 +262,13 @@ mod tests {
     fn with_delay(v: AMQPValue) -> Message {
         let mut h = FieldTable::default();
         h.insert("x-delay".into(), v);
-        Message {
-            exchange: "x".into(),
-            routing_key: "k".into(),
-            properties: AMQPProperties::default().with_headers(h),
-            raw_header: None,
-            body: Bytes::new(),
-        }
+        Message::new(
+            "x".into(),
+            "k".into(),
+            AMQPProperties::default().with_headers(h),
+            None,
+            Bytes::new(),
+        )
     }
 
     #[test]

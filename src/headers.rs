@@ -23,13 +23,13 @@ pub fn rebuild(
     properties: AMQPProperties,
 ) -> Message {
     let raw = encode_header(original.body.len() as u64, &properties);
-    Message {
+    Message::new(
         exchange,
         routing_key,
         properties,
-        raw_header: Some(Bytes::from(raw)),
-        body: original.body.clone(),
-    }
+        Some(Bytes::from(raw)),
+        original.body.clone(),
+    )
 }
 
 /// Encodes a basic content-header payload (class 60, weight 0, body size,
@@ -330,13 +330,7 @@ mod tests {
     use bytes::Bytes;
 
     fn encoded(p: AMQPProperties) -> Bytes {
-        let m = Message {
-            exchange: "".into(),
-            routing_key: "".into(),
-            properties: p,
-            raw_header: None,
-            body: Bytes::from_static(b"abc"),
-        };
+        let m = Message::new("".into(), "".into(), p, None, Bytes::from_static(b"abc"));
         m.header_bytes()
     }
 

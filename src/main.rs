@@ -3,17 +3,27 @@
 use clap::Parser;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
-use warren::broker::Broker;
+use warren::broker::{Broker, BrokerOptions};
 use warren::config::Config;
+use warren::definitions::apply::load_at_boot;
+use warren::http;
 use warren::server;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let config = Config::parse();
+    if let Some(command) = config.command.clone() {
+        return warren::cli::run(command).await;
+    }
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
-    let broker = match Broker::open(&config.data_dir) {
+    let options = BrokerOptions {
+        seed_defaults: config.definitions.is_none(),
+        guest_remote: config.guest_remote,
+    };
+    warren::memory::set_limit(config.memory_limit());
+    let broker = match Broker::open_with(&config.data_dir, options) {
         Ok(broker) => broker,
         Err(e) => {
             error!(error = %e, "cannot open the store");
@@ -21,6 +31,13 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    if let Some(path) = &config.definitions {
+        if let Err(e) = load_at_boot(&broker, path) {
+            error!(file = %path.display(), "cannot load definitions: {e}");
+            broker.shutdown();
+            return std::process::ExitCode::FAILURE;
+        }
+    }
     let listener = match server::bind(config.amqp_listen).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -29,7 +46,31 @@ async fn main() -> std::process::ExitCode {
         }
     };
     info!(addr = %listener.local_addr().map_or(config.amqp_listen, |a| a), version = env!("CARGO_PKG_VERSION"), "Warren listening for AMQP");
+    let amqp_addr = listener.local_addr().unwrap_or(config.amqp_listen);
+    let http_task = if config.no_http {
+        None
+    } else {
+        let http = match http::bind(config.http_listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                error!(addr = %config.http_listen, error = %e, "cannot listen for HTTP");
+                broker.shutdown();
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        let http_addr = http.local_addr().unwrap_or(config.http_listen);
+        info!(addr = %http_addr, "HTTP API listening");
+        let state = http::ApiState {
+            broker: broker.clone(),
+            amqp_addr,
+            http_addr,
+        };
+        Some(tokio::spawn(http::serve(http, state)))
+    };
     server::run(listener, broker.clone(), shutdown_signal()).await;
+    if let Some(task) = http_task {
+        task.abort();
+    }
     broker.shutdown();
     info!("stopped");
     std::process::ExitCode::SUCCESS

@@ -10,8 +10,10 @@
 use amq_protocol::protocol::basic::AMQPProperties;
 use amq_protocol::types::{AMQPValue, FieldTable, ShortString};
 use bytes::Bytes;
+use warren_routing::{MessageProperties, RoutableMessage};
 
 use crate::frame;
+use crate::memory::MemoryCharge;
 use crate::store::record::StoredMessage;
 
 /// An immutable published message.
@@ -24,11 +26,56 @@ pub struct Message {
     /// `properties` (None once the broker changed the properties).
     pub raw_header: Option<Bytes>,
     pub body: Bytes,
+    /// This message's share of the memory alarm's counter.
+    _charge: MemoryCharge,
 }
 
 impl Message {
+    pub fn new(
+        exchange: ShortString,
+        routing_key: ShortString,
+        properties: AMQPProperties,
+        raw_header: Option<Bytes>,
+        body: Bytes,
+    ) -> Self {
+        Self {
+            _charge: MemoryCharge::new(body.len()),
+            exchange,
+            routing_key,
+            properties,
+            raw_header,
+            body,
+        }
+    }
+
     pub fn headers(&self) -> Option<&FieldTable> {
         self.properties.headers().as_ref()
+    }
+
+    /// What routing reads of this message (binding selectors included),
+    /// borrowed: building it allocates nothing.
+    pub fn routable(&self) -> RoutableMessage<'_> {
+        let p = &self.properties;
+        RoutableMessage {
+            routing_key: self.routing_key.as_str(),
+            headers: self.headers(),
+            exchange: self.exchange.as_str(),
+            properties: MessageProperties {
+                content_type: text(p.content_type()),
+                content_encoding: text(p.content_encoding()),
+                delivery_mode: *p.delivery_mode(),
+                priority: *p.priority(),
+                correlation_id: text(p.correlation_id()),
+                reply_to: text(p.reply_to()),
+                expiration: text(p.expiration()),
+                message_id: text(p.message_id()),
+                timestamp: *p.timestamp(),
+                message_type: text(p.kind()),
+                user_id: text(p.user_id()),
+                app_id: text(p.app_id()),
+            },
+            body: &self.body,
+        }
     }
 
     /// Whether the publisher asked for persistence (delivery-mode 2).
@@ -57,13 +104,13 @@ impl Message {
     pub fn from_stored(stored: StoredMessage) -> Option<Self> {
         let (_, header) =
             amq_protocol::frame::parsing::parse_content_header(&stored.raw_header[..]).ok()?;
-        Some(Self {
-            exchange: ShortString::from(stored.exchange),
-            routing_key: ShortString::from(stored.routing_key),
-            properties: header.properties,
-            raw_header: Some(stored.raw_header),
-            body: stored.body,
-        })
+        Some(Self::new(
+            ShortString::from(stored.exchange),
+            ShortString::from(stored.routing_key),
+            header.properties,
+            Some(stored.raw_header),
+            stored.body,
+        ))
     }
 
     /// Appends the content header and body frames of this message on `channel`.
@@ -79,6 +126,10 @@ impl Message {
         }
         frame::push_body(out, channel, &self.body, frame_max);
     }
+}
+
+fn text(v: &Option<ShortString>) -> Option<&str> {
+    v.as_ref().map(ShortString::as_str)
 }
 
 /// A header value as a string, whichever string type the client used.

@@ -148,7 +148,7 @@ pub fn route_keys(
     snap: &Snapshot,
     exchange: &str,
     keys: &[String],
-    headers: Option<&FieldTable>,
+    message: &Message,
     route: &mut Route,
     targets: &mut Vec<Arc<Queue>>,
 ) {
@@ -168,7 +168,7 @@ pub fn route_keys(
             exchange,
             &RoutableMessage {
                 routing_key: key,
-                headers,
+                ..message.routable()
             },
             route,
         );

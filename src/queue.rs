@@ -34,6 +34,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::{Arc, Weak};
 
 use amq_protocol::types::{AMQPValue, FieldTable};
+use arc_swap::{ArcSwap, Guard};
 use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 use tracing::error;
@@ -275,11 +276,16 @@ struct State {
     dedup_by_seq: HashMap<u64, String>,
     /// Dead letters collected under the lock, published once it is released.
     letters: Vec<DeadLetter>,
+    /// The clock of the publish being dispatched (0: none), so a message with
+    /// TTL 0 reaches a waiting consumer even if a millisecond passed meanwhile.
+    publish_clock: u64,
 }
 
 pub struct Queue {
     pub config: QueueConfig,
-    args: QueueArgs,
+    /// The behaviour arguments: the declared ones, merged with the vhost's
+    /// policy for this queue when it has one.
+    args: ArcSwap<QueueArgs>,
     /// The vhost's log and this queue's id in it: set for durable queues,
     /// whose persistent messages are stored.
     store: Option<(Arc<MessageLog>, u32)>,
@@ -315,14 +321,15 @@ impl Queue {
                 dedup: HashMap::new(),
                 dedup_by_seq: HashMap::new(),
                 letters: Vec::new(),
+                publish_clock: 0,
             }),
             config,
-            args,
+            args: ArcSwap::from_pointee(args),
             store,
             owner,
             me: me.clone(),
         });
-        if let Some(expires) = queue.args.expires {
+        if let Some(expires) = queue.args().expires {
             let mut st = queue.state.lock();
             let at = st.last_used.saturating_add(expires);
             queue.schedule(&mut st, at);
@@ -335,8 +342,26 @@ impl Queue {
     }
 
     /// The behaviour arguments this queue was declared with.
-    pub fn args(&self) -> &QueueArgs {
-        &self.args
+    pub fn args(&self) -> Guard<Arc<QueueArgs>> {
+        self.args.load()
+    }
+
+    /// Applies the vhost's policy for this queue (None: no policy matches),
+    /// over the arguments it was declared with, as RabbitMQ merges them.
+    pub fn apply_policy(
+        self: &Arc<Self>,
+        policy: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) {
+        let args = QueueArgs::effective(&self.config.arguments, policy);
+        let mut st = self.state.lock();
+        self.args.store(Arc::new(args));
+        // A new x-expires or a lower limit takes effect now.
+        if let Some(expires) = self.args().expires {
+            let at = st.last_used.saturating_add(expires);
+            self.schedule(&mut st, at);
+        }
+        self.drop_head(&mut st);
+        self.unlock(st);
     }
 
     /// The vhost this queue belongs to.
@@ -356,7 +381,7 @@ impl Queue {
 
     /// The priority level a message goes to.
     fn level_of(&self, message: &Message) -> usize {
-        match self.args.max_priority {
+        match self.args().max_priority {
             None => 0,
             Some(max) => usize::from(message.properties.priority().unwrap_or(0).min(max)),
         }
@@ -370,11 +395,11 @@ impl Queue {
             .expiration()
             .as_ref()
             .and_then(|e| crate::arguments::parse_expiration(e.as_str()).ok());
-        deadline(self.args.message_ttl, own, published)
+        deadline(self.args().message_ttl, own, published)
     }
 
     fn dead_letters(&self) -> bool {
-        self.args.dead_letter_exchange.is_some()
+        self.args().dead_letter_exchange.is_some()
     }
 
     /// Releases the lock, then publishes the dead letters collected under it.
@@ -396,7 +421,7 @@ impl Queue {
             return Enqueue::Accepted;
         }
         let size = message.body.len();
-        let dedup_key = if self.args.deduplication {
+        let dedup_key = if self.args().deduplication {
             crate::dedup::message_key(&message)
         } else {
             None
@@ -408,8 +433,8 @@ impl Queue {
                 return Enqueue::Duplicate;
             }
         }
-        if self.args.overflow != Overflow::DropHead && self.would_overflow(&st, size as u64) {
-            if self.args.overflow == Overflow::RejectPublishDlx && self.dead_letters() {
+        if self.args().overflow != Overflow::DropHead && self.would_overflow(&st, size as u64) {
+            if self.args().overflow == Overflow::RejectPublishDlx && self.dead_letters() {
                 st.letters.push(DeadLetter {
                     message: Some(message),
                     location,
@@ -423,8 +448,9 @@ impl Queue {
             return Enqueue::Rejected;
         }
         let (expires_at, own_ttl) =
-            if self.args.message_ttl.is_some() || message.properties.expiration().is_some() {
-                self.deadline(&message, now_ms())
+            if self.args().message_ttl.is_some() || message.properties.expiration().is_some() {
+                st.publish_clock = now_ms();
+                self.deadline(&message, st.publish_clock)
             } else {
                 (NEVER, false)
             };
@@ -460,6 +486,7 @@ impl Queue {
             self.track_deadline(&mut st, expires_at, seq, level, own_ttl);
         }
         self.dispatch_locked(&mut st);
+        st.publish_clock = 0;
         self.drop_head(&mut st);
         self.unlock(st);
         Enqueue::Accepted
@@ -467,26 +494,25 @@ impl Queue {
 
     /// Whether one more message of `size` bytes would pass a length limit.
     fn would_overflow(&self, st: &State, size: u64) -> bool {
-        self.args
-            .max_length
+        let args = self.args();
+        args.max_length
             .is_some_and(|max| st.ready.live as u64 + 1 > max)
-            || self
-                .args
+            || args
                 .max_length_bytes
                 .is_some_and(|max| st.bytes + size > max)
     }
 
     fn over_limit(&self, st: &State) -> bool {
-        self.args
-            .max_length
+        let args = self.args();
+        args.max_length
             .is_some_and(|max| st.ready.live as u64 > max)
-            || self.args.max_length_bytes.is_some_and(|max| st.bytes > max)
+            || args.max_length_bytes.is_some_and(|max| st.bytes > max)
     }
 
     /// x-overflow drop-head: drops (or dead-letters) the head until the queue
     /// is within its limits.
     fn drop_head(&self, st: &mut State) {
-        if self.args.overflow != Overflow::DropHead {
+        if self.args().overflow != Overflow::DropHead {
             return;
         }
         while self.over_limit(st) {
@@ -550,11 +576,11 @@ impl Queue {
         st.next_seq += 1;
         st.paged += 1;
         st.bytes += u64::from(r.body_len);
-        let level = match self.args.max_priority {
+        let level = match self.args().max_priority {
             None => 0,
             Some(max) => usize::from(r.priority.min(max)),
         };
-        let (expires_at, own_ttl) = deadline(self.args.message_ttl, r.expiration, r.timestamp);
+        let (expires_at, own_ttl) = deadline(self.args().message_ttl, r.expiration, r.timestamp);
         st.ready.push_back(
             level,
             Ready {
@@ -599,7 +625,9 @@ impl Queue {
                 self.page_in(st, level);
             }
             let ready = st.ready.pop_front(level)?;
-            if ready.expires_at != NEVER && ready.expires_at < *now.get_or_insert_with(now_ms) {
+            let clock = st.publish_clock;
+            let now = *now.get_or_insert_with(|| if clock != 0 { clock } else { now_ms() });
+            if ready.expires_at != NEVER && ready.expires_at < now {
                 self.discard(st, ready, Reason::Expired);
                 continue;
             }
@@ -681,7 +709,7 @@ impl Queue {
     /// priority group that has room wins, round-robin inside the group. With
     /// single active consumer only the first consumer to arrive gets messages.
     fn deliver_one(self: &Arc<Self>, st: &mut State) -> bool {
-        let count = if self.args.single_active_consumer {
+        let count = if self.args().single_active_consumer {
             st.consumers.len().min(1)
         } else {
             st.consumers.len()
@@ -724,7 +752,7 @@ impl Queue {
     /// Adds `x-delivery-count` to a message that was returned before (quorum
     /// queues and queues with a delivery limit), or to any with `always`.
     fn annotate(&self, message: &mut QueuedMessage, always: bool) {
-        if (always || message.deliveries > 0) && self.args.counts_deliveries() {
+        if (always || message.deliveries > 0) && self.args().counts_deliveries() {
             message.message = Arc::new(crate::headers::with_header(
                 &message.message,
                 "x-delivery-count",
@@ -799,7 +827,7 @@ impl Queue {
             message.redelivered = true;
             message.deliveries = message.deliveries.saturating_add(1);
             if self
-                .args
+                .args()
                 .delivery_limit
                 .is_some_and(|limit| u64::from(message.deliveries) > limit)
             {
@@ -830,7 +858,7 @@ impl Queue {
 
     /// Forgets a delivered message for good (acked).
     pub fn settle(&self, message: &QueuedMessage) {
-        if self.args.deduplication {
+        if self.args().deduplication {
             forget_key(&mut self.state.lock(), message.seq);
         }
         self.settle_location(message.location);
@@ -883,7 +911,7 @@ impl Queue {
                 in_vhost("queue", &self.config.name, &self.config.vhost)
             )));
         }
-        let at = if self.args.single_active_consumer {
+        let at = if self.args().single_active_consumer {
             st.consumers.len()
         } else {
             st.consumers
@@ -908,11 +936,11 @@ impl Queue {
         st.consumers.retain(|c| !Arc::ptr_eq(c, consumer));
         if st.consumers.is_empty() {
             st.last_used = now_ms();
-            if let Some(expires) = self.args.expires {
+            if let Some(expires) = self.args().expires {
                 let at = st.last_used.saturating_add(expires);
                 self.schedule(&mut st, at);
             }
-        } else if was_active && self.args.single_active_consumer {
+        } else if was_active && self.args().single_active_consumer {
             // The next consumer in line takes over.
             self.dispatch_locked(&mut st);
         }
@@ -924,7 +952,7 @@ impl Queue {
 
     /// A declare (passive or not) counts as a use for `x-expires`.
     pub fn touch(&self) {
-        if self.args.expires.is_some() {
+        if self.args().expires.is_some() {
             self.state.lock().last_used = now_ms();
         }
     }
@@ -1056,7 +1084,7 @@ impl Queue {
                 }
             }
             let mut expire_queue = false;
-            if let Some(expires) = self.args.expires {
+            if let Some(expires) = self.args().expires {
                 if st.consumers.is_empty() {
                     let at = st.last_used.saturating_add(expires);
                     if at <= now {

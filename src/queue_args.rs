@@ -93,6 +93,45 @@ impl QueueArgs {
         }
     }
 
+    /// The arguments in force for a queue declared with `table` that the policy
+    /// `policy` (its definition) applies to, merged as RabbitMQ 3.10 does: for
+    /// TTLs, expiry and limits the lower value wins; for the dead-letter exchange,
+    /// its routing key and overflow the declared argument wins.
+    pub fn effective(
+        table: &FieldTable,
+        policy: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Self {
+        let mut args = Self::from_table(table);
+        let Some(policy) = policy else {
+            return args;
+        };
+        let int = |key: &str| policy.get(key).and_then(|v| v.as_u64());
+        let string = |key: &str| policy.get(key).and_then(|v| v.as_str()).map(Arc::from);
+        let min = |declared: Option<u64>, from_policy: Option<u64>| match (declared, from_policy) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        args.message_ttl = min(args.message_ttl, int("message-ttl"));
+        args.expires = min(args.expires, int("expires").filter(|v| *v > 0));
+        args.max_length = min(args.max_length, int("max-length"));
+        args.max_length_bytes = min(args.max_length_bytes, int("max-length-bytes"));
+        args.delivery_limit = min(args.delivery_limit, int("delivery-limit"));
+        if args.dead_letter_exchange.is_none() {
+            args.dead_letter_exchange = string("dead-letter-exchange");
+        }
+        if args.dead_letter_routing_key.is_none() {
+            args.dead_letter_routing_key = string("dead-letter-routing-key");
+        }
+        if !table.inner().contains_key("x-overflow") {
+            args.overflow = match policy.get("overflow").and_then(|v| v.as_str()) {
+                Some("reject-publish") => Overflow::RejectPublish,
+                Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
+                _ => args.overflow,
+            };
+        }
+        args
+    }
+
     pub fn is_quorum(&self) -> bool {
         self.queue_type == QueueType::Quorum
     }
@@ -195,6 +234,30 @@ mod tests {
         assert_eq!(a.dead_letter_exchange.as_deref(), Some(""));
         assert!(a.single_active_consumer);
         assert!(!a.counts_deliveries());
+    }
+
+    #[test]
+    fn policies_merge_as_rabbitmq_does() {
+        let t = table(&[
+            ("x-max-length", AMQPValue::LongInt(10)),
+            (
+                "x-dead-letter-exchange",
+                AMQPValue::LongString(LongString::from("mine")),
+            ),
+        ]);
+        let policy = serde_json::json!({
+            "max-length": 3, "message-ttl": 500, "dead-letter-exchange": "theirs",
+            "overflow": "reject-publish", "expires": 1000
+        });
+        let a = QueueArgs::effective(&t, policy.as_object());
+        assert_eq!(a.max_length, Some(3)); // the lower wins
+        assert_eq!(a.message_ttl, Some(500));
+        assert_eq!(a.expires, Some(1000));
+        assert_eq!(a.dead_letter_exchange.as_deref(), Some("mine")); // the argument wins
+        assert_eq!(a.overflow, Overflow::RejectPublish);
+        let a = QueueArgs::effective(&t, None);
+        assert_eq!(a.max_length, Some(10));
+        assert_eq!(a.message_ttl, None);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::consumer::Consumer;
 use crate::error::{in_vhost, AmqpError};
 use crate::exchange_types::{self, Extension};
 use crate::frame;
+use crate::policy::Policies;
 use crate::queue::{Queue, QueueConfig};
 use crate::store::meta::{BindingDef, ExchangeDef, QueueDef};
 use crate::store::{MessageLog, Meta};
@@ -93,6 +94,8 @@ pub struct VHost {
     meta: Arc<Meta>,
     /// Persistent messages of this vhost's durable queues.
     pub log: Arc<MessageLog>,
+    /// Policies of this vhost (`crate::policy`); they apply to existing and future objects.
+    pub policies: Policies,
 }
 
 fn persist_error(e: std::io::Error) -> AmqpError {
@@ -126,6 +129,7 @@ impl VHost {
             delayed: Default::default(),
             state: ArcSwap::from_pointee(snap),
             admin: Mutex::new(()),
+            policies: Policies::default(),
             meta,
             log,
         })
@@ -178,6 +182,9 @@ impl VHost {
                     Some((self.log.clone(), q.id)),
                     self.me.clone(),
                 );
+                if let Some(policy) = self.policies.effective(false, &name) {
+                    queue.apply_policy(Some(&policy.definition));
+                }
                 by_id.insert(q.id, queue.clone());
                 snap.queues.insert(name, queue);
             }
@@ -277,7 +284,9 @@ impl VHost {
             let name: Arc<str> = Arc::from(req.name);
             snap.topology.add_exchange(&name, kind);
             if let Some(table) = snap.topology.exchange_mut(&name) {
-                table.set_alternate_exchange(alternate_exchange(req.arguments));
+                let ae = alternate_exchange(req.arguments)
+                    .or_else(|| self.policies.alternate_exchange(&name));
+                table.set_alternate_exchange(ae);
             }
             if req.durable {
                 self.meta
@@ -306,6 +315,37 @@ impl VHost {
             );
             Ok(())
         })
+    }
+
+    /// Re-applies the policies to every exchange (after a policy changed):
+    /// an `alternate-exchange` argument wins over the policy's. Queues take
+    /// their policy's limits, TTLs and dead-lettering too (`queue_args.rs`).
+    pub fn refresh_policies(&self) {
+        for queue in self.snapshot().queues.values() {
+            self.apply_queue_policy(queue);
+        }
+        let _ = self.update(|snap| {
+            for x in snap.exchanges.values() {
+                let ae = alternate_exchange(&x.arguments)
+                    .or_else(|| self.policies.alternate_exchange(&x.name));
+                let current = snap
+                    .topology
+                    .exchange(&x.name)
+                    .map(|t| t.alternate_exchange());
+                if current.is_some_and(|c| c != ae.as_ref()) {
+                    if let Some(table) = snap.topology.exchange_mut(&x.name) {
+                        table.set_alternate_exchange(ae);
+                    }
+                }
+            }
+            Ok(())
+        });
+    }
+
+    /// Gives a queue the policy that matches it now (or none).
+    fn apply_queue_policy(&self, queue: &Arc<Queue>) {
+        let policy = self.policies.effective(false, queue.name());
+        queue.apply_policy(policy.as_ref().map(|p| &p.definition));
     }
 
     fn check_exchange_equivalent(
@@ -460,6 +500,9 @@ impl VHost {
                     store,
                     self.me.clone(),
                 );
+                if let Some(policy) = self.policies.effective(false, &name) {
+                    queue.apply_policy(Some(&policy.definition));
+                }
                 snap.queues.insert(name, queue.clone());
                 Ok(queue)
             })?,

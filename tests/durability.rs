@@ -507,3 +507,65 @@ async fn a_second_broker_on_the_same_data_dir_refuses_to_start() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_and_permissions_survive_a_restart_as_salted_hashes() {
+    if TestBroker::is_external() {
+        return;
+    }
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("defs.json");
+        let secret = "s3cret-passw0rd-xyzzy";
+        std::fs::write(
+            &file,
+            serde_json::json!({
+                "users": [
+                    {"name": "guest", "password": "guest", "tags": "administrator"},
+                    {"name": "alice", "password": secret, "tags": ""}
+                ],
+                "vhosts": [{"name": "/"}, {"name": "v2"}],
+                "permissions": [
+                    {"user": "guest", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"},
+                    {"user": "alice", "vhost": "v2", "configure": "^alice\\.", "write": ".*", "read": ".*"}
+                ]
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let mut broker = TestBroker::start_with(&["--definitions", file.to_str().unwrap()]).await;
+        broker.restart().await; // without --definitions: only the store remembers alice
+        let uri = format!("amqp://alice:{secret}@127.0.0.1:{}/v2", broker.port());
+        let conn = lapin_connect(&uri).await;
+        let ch = conn.create_channel().await.unwrap();
+        ch.queue_declare(s("alice.q"), QueueDeclareOptions::default(), FieldTable::default())
+            .await
+            .unwrap();
+        let err = ch
+            .queue_declare(s("bob.q"), QueueDeclareOptions::default(), FieldTable::default())
+            .await
+            .unwrap_err();
+        assert_eq!(amqp_error(&err).0, 403, "alice's permissions were restored");
+        let wrong = format!("amqp://alice:nope@127.0.0.1:{}/v2", broker.port());
+        assert!(
+            lapin::Connection::connect(&wrong, lapin::ConnectionProperties::default())
+                .await
+                .is_err()
+        );
+        // The password is stored only as a salted hash.
+        let mut plaintext = false;
+        let mut stack = vec![broker.data_dir().unwrap()];
+        while let Some(path) = stack.pop() {
+            for entry in std::fs::read_dir(&path).unwrap().flatten() {
+                let p = entry.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if find(&std::fs::read(&p).unwrap_or_default(), secret.as_bytes()).is_some() {
+                    plaintext = true;
+                }
+            }
+        }
+        assert!(!plaintext, "the plain password must not be on disk");
+    })
+    .await;
+}

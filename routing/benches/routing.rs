@@ -104,6 +104,7 @@ fn topic(c: &mut Criterion) {
         .map(|k| RoutableMessage {
             routing_key: k,
             headers: None,
+            ..Default::default()
         })
         .collect();
     bench_messages(c, "topic_10k_bindings", &t, "events", &messages);
@@ -132,6 +133,7 @@ fn direct(c: &mut Criterion) {
         .map(|k| RoutableMessage {
             routing_key: k,
             headers: None,
+            ..Default::default()
         })
         .collect();
     bench_messages(c, "direct_10k_bindings", &t, "direct", &messages);
@@ -179,6 +181,7 @@ fn headers(c: &mut Criterion) {
         .map(|h| RoutableMessage {
             routing_key: "",
             headers: Some(h),
+            ..Default::default()
         })
         .collect();
     bench_messages(c, "headers_1k_bindings", &t, "headers", &messages);
@@ -194,6 +197,7 @@ fn fanout(c: &mut Criterion) {
     let messages = [RoutableMessage {
         routing_key: "anything",
         headers: None,
+        ..Default::default()
     }];
     bench_messages(c, "fanout_100_queues", &t, "fanout", &messages);
 }

@@ -10,19 +10,29 @@ use smallvec::SmallVec;
 
 use crate::binding::Destination;
 
-#[derive(Clone, Debug, Default)]
-pub(crate) struct DirectMatcher {
-    by_key: HashMap<Arc<str>, SmallVec<[Destination; 1]>>,
+/// Generic over what a match reports: a [`Destination`] for plain bindings,
+/// a binding slot for bindings with a selector (see `selected`).
+#[derive(Clone, Debug)]
+pub(crate) struct DirectMatcher<T = Destination> {
+    by_key: HashMap<Arc<str>, SmallVec<[T; 1]>>,
 }
 
-impl DirectMatcher {
+impl<T> Default for DirectMatcher<T> {
+    fn default() -> Self {
+        Self {
+            by_key: HashMap::default(),
+        }
+    }
+}
+
+impl<T: PartialEq> DirectMatcher<T> {
     /// Indexes a (key, destination) pair the registry reports as new.
-    pub(crate) fn insert(&mut self, key: Arc<str>, destination: Destination) {
+    pub(crate) fn insert(&mut self, key: Arc<str>, destination: T) {
         self.by_key.entry(key).or_default().push(destination);
     }
 
     /// Drops a (key, destination) pair the registry reports as gone.
-    pub(crate) fn remove(&mut self, key: &str, destination: &Destination) {
+    pub(crate) fn remove(&mut self, key: &str, destination: &T) {
         if let Some(destinations) = self.by_key.get_mut(key) {
             destinations.retain(|d| d != destination);
             if destinations.is_empty() {
@@ -32,7 +42,7 @@ impl DirectMatcher {
     }
 
     /// Reports each destination bound with `key`, each once.
-    pub(crate) fn route<'a>(&'a self, key: &str, out: &mut impl FnMut(&'a Destination)) -> bool {
+    pub(crate) fn route<'a>(&'a self, key: &str, out: &mut impl FnMut(&'a T)) -> bool {
         match self.by_key.get(key) {
             Some(destinations) => {
                 destinations.iter().for_each(out);

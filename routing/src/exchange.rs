@@ -1,7 +1,9 @@
-//! [`ExchangeTable`]: one exchange's bindings, compiled for its type. The
-//! binding registry is the authority on which bindings exist; the type's
-//! matcher is the index routing reads. Every change goes through both, so they
-//! never disagree.
+//! [`ExchangeTable`]: one exchange's bindings, compiled for its type. Plain
+//! bindings live in the binding registry, the authority on which exist, and
+//! the type's matcher, the index routing reads; every change goes through
+//! both, so they never disagree. Bindings with a selector (`x-selector`) live
+//! apart, in `selected`, which has its own index of the same type: a binding
+//! matches when the exchange's rule matches and its selector is TRUE.
 
 use std::sync::Arc;
 
@@ -14,15 +16,43 @@ use crate::headers::{HeadersMatcher, HeadersRule};
 use crate::kind::ExchangeKind;
 use crate::registry::BindingRegistry;
 use crate::route::RoutableMessage;
+use crate::selected::SelectedBindings;
+use crate::selector::{self, SelectorInput};
 use crate::topic::TopicMatcher;
 
-/// The routing index of one exchange type.
+/// The routing index of one exchange type, reporting `T`s: destinations for
+/// plain bindings, slots for bindings with a selector.
 #[derive(Clone, Debug)]
-enum Matcher {
-    Direct(DirectMatcher),
-    Fanout(FanoutMatcher),
-    Topic(TopicMatcher),
-    Headers(HeadersMatcher),
+pub(crate) enum Matcher<T = Destination> {
+    Direct(DirectMatcher<T>),
+    Fanout(FanoutMatcher<T>),
+    Topic(TopicMatcher<T>),
+    Headers(HeadersMatcher<T>),
+}
+
+impl<T: PartialEq> Matcher<T> {
+    pub(crate) fn new(kind: ExchangeKind) -> Self {
+        match kind {
+            ExchangeKind::Direct => Matcher::Direct(DirectMatcher::default()),
+            ExchangeKind::Fanout => Matcher::Fanout(FanoutMatcher::default()),
+            ExchangeKind::Topic => Matcher::Topic(TopicMatcher::default()),
+            ExchangeKind::Headers => Matcher::Headers(HeadersMatcher::default()),
+        }
+    }
+
+    /// Reports what every matching binding leads to; whether any matched.
+    pub(crate) fn route<'a>(
+        &'a self,
+        message: &RoutableMessage<'_>,
+        out: &mut impl FnMut(&'a T),
+    ) -> bool {
+        match self {
+            Matcher::Direct(m) => m.route(message.routing_key, out),
+            Matcher::Fanout(m) => m.route(out),
+            Matcher::Topic(m) => m.route(message.routing_key, out),
+            Matcher::Headers(m) => m.route(message.headers, out),
+        }
+    }
 }
 
 /// One exchange's compiled bindings.
@@ -30,23 +60,21 @@ enum Matcher {
 pub struct ExchangeTable {
     kind: ExchangeKind,
     alternate_exchange: Option<Arc<str>>,
+    /// Plain bindings (no selector).
     registry: BindingRegistry,
     matcher: Matcher,
+    /// Bindings with a selector.
+    selected: SelectedBindings,
 }
 
 impl ExchangeTable {
     pub fn new(kind: ExchangeKind) -> Self {
-        let matcher = match kind {
-            ExchangeKind::Direct => Matcher::Direct(DirectMatcher::default()),
-            ExchangeKind::Fanout => Matcher::Fanout(FanoutMatcher::default()),
-            ExchangeKind::Topic => Matcher::Topic(TopicMatcher::default()),
-            ExchangeKind::Headers => Matcher::Headers(HeadersMatcher::default()),
-        };
         Self {
             kind,
             alternate_exchange: None,
             registry: BindingRegistry::default(),
-            matcher,
+            matcher: Matcher::new(kind),
+            selected: SelectedBindings::new(kind),
         }
     }
 
@@ -65,6 +93,10 @@ impl ExchangeTable {
 
     /// Adds a binding. Ok(false) when an identical binding (same destination, key and
     /// arguments) already existed: binding twice is a no-op, as in RabbitMQ.
+    ///
+    /// A selector argument (`x-selector`, or its alias `x-filter-jms-selector`)
+    /// is compiled here; one that is not a string or does not compile is
+    /// [`BindError::InvalidArgument`] with the position and what was expected.
     pub fn bind(
         &mut self,
         destination: Destination,
@@ -75,6 +107,11 @@ impl ExchangeTable {
             Matcher::Headers(_) => Some(HeadersRule::compile(arguments)?),
             _ => None,
         };
+        if let Some(selector) = selector::from_arguments(arguments)? {
+            return Ok(self
+                .selected
+                .insert(destination, routing_key, arguments, selector, rule));
+        }
         let Some((change, key)) = self.registry.insert(&destination, routing_key, arguments) else {
             return Ok(false);
         };
@@ -98,12 +135,16 @@ impl ExchangeTable {
         routing_key: &str,
         arguments: &FieldTable,
     ) -> bool {
-        self.registry.contains(destination, routing_key, arguments)
+        if has_selector(arguments) {
+            self.selected.contains(destination, routing_key, arguments)
+        } else {
+            self.registry.contains(destination, routing_key, arguments)
+        }
     }
 
     /// Whether any binding of this exchange leads to `destination`.
     pub fn has_destination(&self, destination: &Destination) -> bool {
-        self.registry.has_destination(destination)
+        self.registry.has_destination(destination) || self.selected.has_destination(destination)
     }
 
     /// Removes a binding; false when it did not exist (unbinding a missing binding succeeds).
@@ -113,6 +154,9 @@ impl ExchangeTable {
         routing_key: &str,
         arguments: &FieldTable,
     ) -> bool {
+        if has_selector(arguments) {
+            return self.selected.remove(destination, routing_key, arguments);
+        }
         let Some(change) = self.registry.remove(destination, routing_key, arguments) else {
             return false;
         };
@@ -128,8 +172,9 @@ impl ExchangeTable {
 
     /// Removes every binding to `destination`; returns how many went.
     pub fn remove_destination(&mut self, destination: &Destination) -> usize {
+        let selected = self.selected.remove_destination(destination);
         let Some(keys) = self.registry.take_destination(destination) else {
-            return 0;
+            return selected;
         };
         match &mut self.matcher {
             Matcher::Direct(m) => keys.keys().for_each(|key| m.remove(key, destination)),
@@ -137,18 +182,24 @@ impl ExchangeTable {
             Matcher::Topic(m) => keys.keys().for_each(|key| m.remove(key, destination)),
             Matcher::Headers(m) => m.remove_destination(destination),
         }
-        keys.values().map(|sets| sets.len()).sum()
+        selected + keys.values().map(|sets| sets.len()).sum::<usize>()
     }
 
     /// Number of bindings with this exchange as source.
     pub fn binding_count(&self) -> usize {
-        self.registry.len()
+        self.registry.len() + self.selected.len()
     }
 
     /// The bindings of this exchange: (destination, routing key, arguments),
     /// sorted by destination then routing key.
     pub fn bindings(&self) -> Vec<(Destination, Arc<str>, FieldTable)> {
-        self.registry.sorted()
+        let mut all = self.registry.sorted();
+        if !self.selected.is_empty() {
+            all.extend(self.selected.list());
+            // Stable: plain bindings first under one (destination, key).
+            all.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        }
+        all
     }
 
     /// Calls `out` once per destination whose binding matches (a destination bound
@@ -157,32 +208,43 @@ impl ExchangeTable {
     ///
     /// [`Topology::route`]: crate::Topology::route
     pub fn route(&self, message: &RoutableMessage<'_>, out: &mut dyn FnMut(&Destination)) -> bool {
-        self.for_each_match(message, &mut |d| out(d))
+        self.for_each_match(&SelectorInput::new(message), &mut |d| out(d))
     }
 
     /// [`route`](Self::route), monomorphised, with destinations borrowed for
-    /// as long as the table.
+    /// as long as the table. `input` carries the message and its lazily parsed
+    /// body across every table of one routing walk.
     pub(crate) fn for_each_match<'a>(
         &'a self,
-        message: &RoutableMessage<'_>,
+        input: &SelectorInput<'_>,
         out: &mut impl FnMut(&'a Destination),
     ) -> bool {
-        match &self.matcher {
-            Matcher::Direct(m) => m.route(message.routing_key, out),
-            Matcher::Fanout(m) => m.route(out),
-            Matcher::Topic(m) => m.route(message.routing_key, out),
-            Matcher::Headers(m) => m.route(message.headers, out),
+        let plain = self.matcher.route(input.message(), out);
+        if self.selected.is_empty() {
+            return plain;
         }
+        self.selected.for_each_match(input, out) || plain
     }
 
     /// Whether one routing through this table may report a destination twice.
     pub(crate) fn may_repeat(&self) -> bool {
+        if !self.selected.is_empty() {
+            return true;
+        }
         match &self.matcher {
             Matcher::Direct(_) | Matcher::Fanout(_) => false,
             Matcher::Topic(m) => m.may_repeat(),
             Matcher::Headers(_) => true,
         }
     }
+}
+
+/// Whether binding arguments name a selector (valid or not: a binding with an
+/// invalid one is never bound, so it is simply not found).
+fn has_selector(arguments: &FieldTable) -> bool {
+    let table = arguments.inner();
+    table.contains_key(selector::SELECTOR_ARGUMENT)
+        || table.contains_key(selector::JMS_SELECTOR_ARGUMENT)
 }
 
 #[cfg(test)]
@@ -215,6 +277,7 @@ mod tests {
         let msg = RoutableMessage {
             routing_key: key,
             headers,
+            ..Default::default()
         };
         let matched = t.route(&msg, &mut |d| out.push(d.clone()));
         (matched, out)
@@ -424,5 +487,240 @@ mod tests {
         );
         assert!(t.contains(&q("a"), "k", &args(&[("x", "1")])));
         assert!(!t.contains(&q("a"), "k", &none()));
+    }
+
+    fn sel(selector: &str) -> FieldTable {
+        args(&[("x-selector", selector)])
+    }
+
+    fn all_kinds() -> [ExchangeKind; 4] {
+        [
+            ExchangeKind::Direct,
+            ExchangeKind::Fanout,
+            ExchangeKind::Topic,
+            ExchangeKind::Headers,
+        ]
+    }
+
+    #[test]
+    fn selector_and_exchange_rule_must_both_match() {
+        let eu = args(&[("region", "eu")]);
+        let us = args(&[("region", "us")]);
+        for kind in all_kinds() {
+            let mut t = ExchangeTable::new(kind);
+            let key = if kind == ExchangeKind::Topic {
+                "orders.*"
+            } else {
+                "orders.new"
+            };
+            t.bind(q("eu"), key, &sel("region = 'eu'")).unwrap();
+            t.bind(q("plain"), key, &none()).unwrap();
+            assert_eq!(t.binding_count(), 2);
+            let (matched, mut out) = routed(&t, "orders.new", Some(&eu));
+            out.sort();
+            assert!(matched, "{kind:?}");
+            assert_eq!(out, vec![q("eu"), q("plain")], "{kind:?}");
+            assert_eq!(
+                routed(&t, "orders.new", Some(&us)),
+                (true, vec![q("plain")]),
+                "{kind:?}"
+            );
+            // The exchange's own rule still applies (fanout and headers ignore keys).
+            let (_, out) = routed(&t, "other", Some(&eu));
+            let expected = match kind {
+                ExchangeKind::Direct | ExchangeKind::Topic => vec![],
+                _ => vec![q("plain"), q("eu")],
+            };
+            assert_eq!(out, expected, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn selector_false_or_unknown_is_no_match() {
+        for kind in all_kinds() {
+            let mut t = ExchangeTable::new(kind);
+            t.bind(q("q"), "k", &sel("region = 'eu'")).unwrap();
+            assert_eq!(routed(&t, "k", None), (false, vec![]), "{kind:?}");
+            let us = args(&[("region", "us")]);
+            assert_eq!(routed(&t, "k", Some(&us)), (false, vec![]), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn jms_alias_is_accepted() {
+        let mut t = ExchangeTable::new(ExchangeKind::Fanout);
+        t.bind(
+            q("q"),
+            "",
+            &args(&[("x-filter-jms-selector", "region = 'eu'")]),
+        )
+        .unwrap();
+        let eu = args(&[("region", "eu")]);
+        assert_eq!(routed(&t, "", Some(&eu)), (true, vec![q("q")]));
+        assert_eq!(routed(&t, "", None), (false, vec![]));
+    }
+
+    #[test]
+    fn invalid_selector_is_refused_and_nothing_bound() {
+        for kind in all_kinds() {
+            let mut t = ExchangeTable::new(kind);
+            let err = t.bind(q("q"), "k", &sel("region = ")).unwrap_err();
+            assert_eq!(
+                err,
+                BindError::InvalidArgument(
+                    "invalid x-selector at position 10: expected an operand, found the end of the selector".into()
+                )
+            );
+            assert_eq!(t.binding_count(), 0);
+            assert!(!t.has_destination(&q("q")));
+        }
+    }
+
+    #[test]
+    fn selectors_take_part_in_binding_identity() {
+        for kind in all_kinds() {
+            let mut t = ExchangeTable::new(kind);
+            assert_eq!(t.bind(q("q"), "k", &sel("a = 1")), Ok(true));
+            assert_eq!(t.bind(q("q"), "k", &sel("a = 1")), Ok(false));
+            assert_eq!(t.bind(q("q"), "k", &sel("a = 2")), Ok(true));
+            assert_eq!(t.bind(q("q"), "k", &sel("a=1")), Ok(true));
+            assert_eq!(t.bind(q("q"), "k", &none()), Ok(true));
+            assert_eq!(t.binding_count(), 4);
+            assert!(t.contains(&q("q"), "k", &sel("a = 2")));
+            assert!(!t.contains(&q("q"), "k", &sel("a = 3")));
+            // Both matching selectors report q; Topology deduplicates.
+            let both = {
+                let mut h = FieldTable::default();
+                h.insert("a".into(), AMQPValue::LongInt(1));
+                h
+            };
+            let (matched, out) = routed(&t, "k", Some(&both));
+            assert!(matched);
+            assert!(
+                out.iter().all(|d| *d == q("q")) && out.len() >= 2,
+                "{kind:?} {out:?}"
+            );
+            assert!(t.may_repeat());
+
+            assert!(t.unbind(&q("q"), "k", &sel("a = 1")));
+            assert!(!t.unbind(&q("q"), "k", &sel("a = 1")));
+            assert!(!t.unbind(&q("q"), "k", &sel("not even valid (")));
+            assert_eq!(t.binding_count(), 3);
+            assert!(t.unbind(&q("q"), "k", &none()));
+            // Plain index unaffected by selector bindings and vice versa.
+            let two = {
+                let mut h = FieldTable::default();
+                h.insert("a".into(), AMQPValue::LongInt(2));
+                h
+            };
+            assert_eq!(
+                routed(&t, "k", Some(&two)),
+                (true, vec![q("q")]),
+                "{kind:?}"
+            );
+            assert_eq!(routed(&t, "k", Some(&both)).1, vec![q("q")], "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn plain_binding_indexed_even_when_a_selector_binding_came_first() {
+        let mut t = ExchangeTable::new(ExchangeKind::Direct);
+        t.bind(q("q"), "k", &sel("FALSE")).unwrap();
+        t.bind(q("q"), "k", &none()).unwrap();
+        assert_eq!(routed(&t, "k", None), (true, vec![q("q")]));
+        t.unbind(&q("q"), "k", &none());
+        assert_eq!(routed(&t, "k", None), (false, vec![]));
+        assert!(t.has_destination(&q("q")));
+    }
+
+    #[test]
+    fn remove_destination_and_listing_include_selector_bindings() {
+        for kind in all_kinds() {
+            let mut t = ExchangeTable::new(kind);
+            t.bind(q("gone"), "k", &sel("TRUE")).unwrap();
+            t.bind(q("gone"), "k", &sel("a = 1")).unwrap();
+            t.bind(q("gone"), "k", &none()).unwrap();
+            t.bind(q("stays"), "k", &sel("TRUE")).unwrap();
+            let listed = t.bindings();
+            assert_eq!(
+                listed,
+                vec![
+                    (q("gone"), "k".into(), none()),
+                    (q("gone"), "k".into(), sel("TRUE")),
+                    (q("gone"), "k".into(), sel("a = 1")),
+                    (q("stays"), "k".into(), sel("TRUE")),
+                ],
+                "{kind:?}"
+            );
+            assert_eq!(t.remove_destination(&q("gone")), 3, "{kind:?}");
+            assert!(!t.has_destination(&q("gone")));
+            assert_eq!(t.binding_count(), 1);
+            assert_eq!(routed(&t, "k", None), (true, vec![q("stays")]), "{kind:?}");
+            // Slots are recycled.
+            t.bind(q("again"), "k", &sel("TRUE")).unwrap();
+            let (_, mut out) = routed(&t, "k", None);
+            out.sort();
+            assert_eq!(out, vec![q("again"), q("stays")], "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn headers_with_x_modes_ignore_selector_arguments() {
+        for mode in ["all-with-x", "any-with-x", "all", "any"] {
+            for name in ["x-selector", "x-filter-jms-selector"] {
+                let mut t = ExchangeTable::new(ExchangeKind::Headers);
+                t.bind(
+                    q("q"),
+                    "",
+                    &args(&[
+                        ("x-match", mode),
+                        ("kind", "order"),
+                        (name, "region = 'eu'"),
+                    ]),
+                )
+                .unwrap();
+                let h = args(&[("kind", "order"), ("region", "eu")]);
+                assert_eq!(
+                    routed(&t, "", Some(&h)),
+                    (true, vec![q("q")]),
+                    "{mode} {name}"
+                );
+                let h = args(&[("kind", "order"), ("region", "us")]);
+                assert_eq!(routed(&t, "", Some(&h)), (false, vec![]), "{mode} {name}");
+                let h = args(&[("kind", "invoice"), ("region", "eu")]);
+                assert_eq!(routed(&t, "", Some(&h)), (false, vec![]), "{mode} {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn body_is_parsed_only_for_candidates_and_once() {
+        let mut t = ExchangeTable::new(ExchangeKind::Direct);
+        for n in 0..10 {
+            t.bind(q(&format!("q{n}")), "json", &sel(&format!("body.n = {n}")))
+                .unwrap();
+        }
+        t.bind(q("hdr"), "plain", &sel("sys.routing_key = 'plain'"))
+            .unwrap();
+        let message = RoutableMessage {
+            routing_key: "plain",
+            body: br#"{"n": 3}"#,
+            ..Default::default()
+        };
+        let input = SelectorInput::new(&message);
+        let mut out = Vec::new();
+        assert!(t.for_each_match(&input, &mut |d| out.push(d.clone())));
+        assert_eq!(out, vec![q("hdr")]);
+        assert!(!input.body_parsed(), "no candidate reads the body");
+
+        let message = RoutableMessage {
+            routing_key: "json",
+            ..message
+        };
+        let input = SelectorInput::new(&message);
+        let mut out = Vec::new();
+        assert!(t.for_each_match(&input, &mut |d| out.push(d.clone())));
+        assert_eq!(out, vec![q("q3")]);
+        assert!(input.body_parsed());
     }
 }

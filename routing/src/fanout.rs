@@ -3,26 +3,36 @@
 
 use crate::binding::Destination;
 
-#[derive(Clone, Debug, Default)]
-pub(crate) struct FanoutMatcher {
-    destinations: Vec<Destination>,
+/// Generic over what a match reports: a [`Destination`] for plain bindings,
+/// a binding slot for bindings with a selector (see `selected`).
+#[derive(Clone, Debug)]
+pub(crate) struct FanoutMatcher<T = Destination> {
+    destinations: Vec<T>,
 }
 
-impl FanoutMatcher {
+impl<T> Default for FanoutMatcher<T> {
+    fn default() -> Self {
+        Self {
+            destinations: Vec::new(),
+        }
+    }
+}
+
+impl<T: PartialEq> FanoutMatcher<T> {
     /// Adds a destination the registry reports as newly bound.
-    pub(crate) fn insert(&mut self, destination: Destination) {
+    pub(crate) fn insert(&mut self, destination: T) {
         self.destinations.push(destination);
     }
 
     /// Drops a destination the registry reports as no longer bound.
-    pub(crate) fn remove(&mut self, destination: &Destination) {
+    pub(crate) fn remove(&mut self, destination: &T) {
         if let Some(at) = self.destinations.iter().position(|d| d == destination) {
             self.destinations.remove(at);
         }
     }
 
     /// Reports every destination, each once.
-    pub(crate) fn route<'a>(&'a self, out: &mut impl FnMut(&'a Destination)) -> bool {
+    pub(crate) fn route<'a>(&'a self, out: &mut impl FnMut(&'a T)) -> bool {
         self.destinations.iter().for_each(out);
         !self.destinations.is_empty()
     }
@@ -38,7 +48,7 @@ mod tests {
 
     #[test]
     fn routes_everywhere_in_bind_order() {
-        let mut m = FanoutMatcher::default();
+        let mut m: FanoutMatcher = FanoutMatcher::default();
         let mut out = Vec::new();
         assert!(!m.route(&mut |d| out.push(d.clone())));
         m.insert(q("b"));

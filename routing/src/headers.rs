@@ -3,7 +3,8 @@
 //! Each binding's arguments are compiled once into a [`HeadersRule`]: the
 //! `x-match` mode (`all`, the default, `any`, `all-with-x` or `any-with-x`) and
 //! the conditions to test against the message headers. `x-match` itself is
-//! never a condition; other `x-` arguments are conditions only in the
+//! never a condition, nor is a selector (`x-selector`,
+//! `x-filter-jms-selector`); other `x-` arguments are conditions only in the
 //! `-with-x` modes. A `Void` argument asks only that the header be present;
 //! any other asks for an equal value, where a short and a long string with the
 //! same bytes count as equal (clients differ in which they send). `all` with no
@@ -26,6 +27,7 @@ use foldhash::HashMap;
 use smallvec::SmallVec;
 
 use crate::binding::{BindError, Destination};
+use crate::selector::is_selector_argument;
 
 /// What a binding argument asks of the message header of the same name.
 #[derive(Clone, Debug)]
@@ -55,7 +57,7 @@ impl HeadersRule {
             .into_iter()
             .filter(|(key, _)| {
                 let key = key.as_str();
-                key != "x-match" && (with_x || !key.starts_with("x-"))
+                key != "x-match" && !is_selector_argument(key) && (with_x || !key.starts_with("x-"))
             })
             .map(|(key, value)| {
                 let condition = match value {
@@ -69,6 +71,14 @@ impl HeadersRule {
             match_all,
             conditions,
         })
+    }
+
+    /// `all` with no conditions: matches every message.
+    pub(crate) fn match_everything() -> Self {
+        Self {
+            match_all: true,
+            conditions: Box::new([]),
+        }
     }
 
     pub(crate) fn matches(&self, headers: &FieldTable) -> bool {
@@ -266,8 +276,8 @@ impl AnchorHasher {
 }
 
 #[derive(Clone, Debug)]
-struct HeadersBinding {
-    destination: Destination,
+struct HeadersBinding<T> {
+    destination: T,
     routing_key: Arc<str>,
     arguments: FieldTable,
     rule: HeadersRule,
@@ -277,10 +287,12 @@ struct HeadersBinding {
 
 type Slot = u32;
 
-#[derive(Clone, Debug, Default)]
-pub(crate) struct HeadersMatcher {
+/// Generic over what a match reports: a [`Destination`] for plain bindings,
+/// a binding slot for bindings with a selector (see `selected`).
+#[derive(Clone, Debug)]
+pub(crate) struct HeadersMatcher<T = Destination> {
     /// Bindings by slot; removed ones leave `None`, recycled through `free`.
-    slots: Vec<Option<HeadersBinding>>,
+    slots: Vec<Option<HeadersBinding<T>>>,
     free: Vec<Slot>,
     /// `all` rules without conditions: they match every message.
     always: Vec<Slot>,
@@ -289,11 +301,23 @@ pub(crate) struct HeadersMatcher {
     hasher: AnchorHasher,
 }
 
-impl HeadersMatcher {
+impl<T> Default for HeadersMatcher<T> {
+    fn default() -> Self {
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            always: Vec::new(),
+            by_anchor: HashMap::default(),
+            hasher: AnchorHasher::default(),
+        }
+    }
+}
+
+impl<T: PartialEq> HeadersMatcher<T> {
     /// Adds a binding the registry reports as new, with its compiled rule.
     pub(crate) fn insert(
         &mut self,
-        destination: Destination,
+        destination: T,
         routing_key: Arc<str>,
         arguments: FieldTable,
         rule: HeadersRule,
@@ -368,12 +392,7 @@ impl HeadersMatcher {
     }
 
     /// Drops a binding the registry reports as gone.
-    pub(crate) fn remove(
-        &mut self,
-        destination: &Destination,
-        routing_key: &str,
-        arguments: &FieldTable,
-    ) {
+    pub(crate) fn remove(&mut self, destination: &T, routing_key: &str, arguments: &FieldTable) {
         let found = self.slots.iter().position(|b| {
             b.as_ref().is_some_and(|b| {
                 b.destination == *destination
@@ -387,7 +406,7 @@ impl HeadersMatcher {
     }
 
     /// Drops every binding to `destination`.
-    pub(crate) fn remove_destination(&mut self, destination: &Destination) {
+    pub(crate) fn remove_destination(&mut self, destination: &T) {
         for slot in 0..self.slots.len() {
             if self.slots[slot]
                 .as_ref()
@@ -398,7 +417,7 @@ impl HeadersMatcher {
         }
     }
 
-    fn binding(&self, slot: Slot) -> &HeadersBinding {
+    fn binding(&self, slot: Slot) -> &HeadersBinding<T> {
         self.slots[slot as usize]
             .as_ref()
             .expect("indexed slots are occupied")
@@ -409,7 +428,7 @@ impl HeadersMatcher {
     pub(crate) fn route<'a>(
         &'a self,
         headers: Option<&FieldTable>,
-        out: &mut impl FnMut(&'a Destination),
+        out: &mut impl FnMut(&'a T),
     ) -> bool {
         let mut matched = false;
         for &slot in &self.always {
@@ -440,7 +459,7 @@ impl HeadersMatcher {
         hash: u64,
         name: &str,
         headers: &FieldTable,
-        out: &mut impl FnMut(&'a Destination),
+        out: &mut impl FnMut(&'a T),
     ) -> bool {
         let Some(rules) = self.by_anchor.get(&hash) else {
             return false;

@@ -13,7 +13,11 @@
 //! - `registry`: binding identity per exchange (destination, key, arguments).
 //! - `direct`, `fanout`, `topic`, `headers`: one matcher per exchange type.
 //! - `exchange`: [`ExchangeTable`], one exchange's bindings compiled for matching.
-//! - `route`: the per-publish input and output ([`RoutableMessage`], [`Route`]).
+//! - `route`: the per-publish input and output ([`RoutableMessage`],
+//!   [`MessageProperties`], [`Route`]).
+//! - `selector`: binding selectors (`x-selector`), compiled at bind
+//!   ([`Selector`]) and evaluated per message ([`SelectorInput`]).
+//! - `selected`: the bindings that carry a selector, indexed by exchange type.
 //! - `topology`: [`Topology`], all exchanges of a vhost and the routing walk.
 
 mod binding;
@@ -24,6 +28,8 @@ mod headers;
 mod kind;
 mod registry;
 mod route;
+mod selected;
+mod selector;
 mod topic;
 mod topology;
 
@@ -32,5 +38,9 @@ pub use amq_protocol_types::{AMQPValue, FieldTable};
 pub use binding::{BindError, Binding, Destination};
 pub use exchange::ExchangeTable;
 pub use kind::ExchangeKind;
-pub use route::{RoutableMessage, Route};
+pub use route::{MessageProperties, RoutableMessage, Route};
+pub use selector::{
+    Selector, SelectorError, SelectorInput, Truth, JMS_SELECTOR_ARGUMENT, MAX_DEPTH, MAX_NESTING,
+    MAX_SELECTOR_LEN, SELECTOR_ARGUMENT,
+};
 pub use topology::Topology;

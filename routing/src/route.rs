@@ -1,6 +1,7 @@
-//! The per-publish input and output of routing: [`RoutableMessage`] borrows
-//! what matching reads of a message, and [`Route`] carries the resulting queue
-//! list in a `Vec` the caller reuses, so routing need not allocate.
+//! The per-publish input and output of routing: [`RoutableMessage`] (with its
+//! [`MessageProperties`]) borrows what matching and selectors read of a
+//! message, and [`Route`] carries the resulting queue list in a `Vec` the
+//! caller reuses, so routing need not allocate.
 
 use foldhash::HashSet;
 use std::sync::Arc;
@@ -8,10 +9,41 @@ use std::sync::Arc;
 use amq_protocol_types::FieldTable;
 
 /// What routing reads of a message. Borrowed: building one allocates nothing.
-#[derive(Clone, Copy, Debug)]
+///
+/// Exchange types read only `routing_key` and `headers`; binding selectors
+/// (`x-selector`) may also read `exchange`, `properties` and `body`. Fields a
+/// caller leaves at their default read as absent (NULL to a selector):
+/// `RoutableMessage { routing_key, headers, ..Default::default() }`.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct RoutableMessage<'a> {
     pub routing_key: &'a str,
     pub headers: Option<&'a FieldTable>,
+    /// The exchange the message was published to (`sys.exchange`).
+    pub exchange: &'a str,
+    /// The basic properties selectors can read as `sys.<property>`.
+    pub properties: MessageProperties<'a>,
+    /// The message body; parsed as JSON only if a selector reads `body.…`.
+    pub body: &'a [u8],
+}
+
+/// The AMQP basic properties a selector can read, borrowed from the message
+/// (`None` is an absent property). `headers` are in [`RoutableMessage`];
+/// `cluster-id` is deprecated and not offered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MessageProperties<'a> {
+    pub content_type: Option<&'a str>,
+    pub content_encoding: Option<&'a str>,
+    pub delivery_mode: Option<u8>,
+    pub priority: Option<u8>,
+    pub correlation_id: Option<&'a str>,
+    pub reply_to: Option<&'a str>,
+    pub expiration: Option<&'a str>,
+    pub message_id: Option<&'a str>,
+    pub timestamp: Option<u64>,
+    /// The `type` property.
+    pub message_type: Option<&'a str>,
+    pub user_id: Option<&'a str>,
+    pub app_id: Option<&'a str>,
 }
 
 /// The result of routing one message.

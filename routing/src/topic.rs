@@ -36,18 +36,30 @@ fn has_wildcard(pattern: &str) -> bool {
 type NodeId = u32;
 const ROOT: NodeId = 0;
 
-#[derive(Clone, Debug, Default)]
-struct Node {
+#[derive(Clone, Debug)]
+struct Node<T> {
     words: HashMap<Box<str>, NodeId>,
     star: Option<NodeId>,
     hash: Option<NodeId>,
     /// Destinations of the patterns that end at this node.
-    destinations: SmallVec<[Destination; 1]>,
+    destinations: SmallVec<[T; 1]>,
     /// Reached through a `#` edge: may also swallow further words.
     is_hash: bool,
 }
 
-impl Node {
+impl<T> Default for Node<T> {
+    fn default() -> Self {
+        Self {
+            words: HashMap::default(),
+            star: None,
+            hash: None,
+            destinations: SmallVec::new(),
+            is_hash: false,
+        }
+    }
+}
+
+impl<T> Node<T> {
     fn is_empty(&self) -> bool {
         self.words.is_empty()
             && self.star.is_none()
@@ -56,17 +68,19 @@ impl Node {
     }
 }
 
+/// Generic over what a match reports: a [`Destination`] for plain bindings,
+/// a binding slot for bindings with a selector (see `selected`).
 #[derive(Clone, Debug)]
-pub(crate) struct TopicMatcher {
+pub(crate) struct TopicMatcher<T = Destination> {
     /// Wildcard-free patterns, by pattern string.
-    exact: HashMap<Arc<str>, SmallVec<[Destination; 1]>>,
+    exact: HashMap<Arc<str>, SmallVec<[T; 1]>>,
     /// The trie of wildcard patterns; `nodes[ROOT]` is the root. Removed
     /// nodes are cleared and recycled through `free`.
-    nodes: Vec<Node>,
+    nodes: Vec<Node<T>>,
     free: Vec<NodeId>,
 }
 
-impl Default for TopicMatcher {
+impl<T> Default for TopicMatcher<T> {
     fn default() -> Self {
         Self {
             exact: HashMap::default(),
@@ -80,7 +94,7 @@ impl Default for TopicMatcher {
 /// Few `#` nodes are reached per message, so a linear scan is cheapest.
 type HashVisits = SmallVec<[(NodeId, usize); 8]>;
 
-impl TopicMatcher {
+impl<T: PartialEq> TopicMatcher<T> {
     /// Whether matching may report a destination more than once (several
     /// patterns lead to it). Without wildcard patterns, it cannot.
     pub(crate) fn may_repeat(&self) -> bool {
@@ -88,7 +102,7 @@ impl TopicMatcher {
     }
 
     /// Indexes a (pattern, destination) pair the registry reports as new.
-    pub(crate) fn insert(&mut self, pattern: Arc<str>, destination: Destination) {
+    pub(crate) fn insert(&mut self, pattern: Arc<str>, destination: T) {
         if !has_wildcard(&pattern) {
             self.exact.entry(pattern).or_default().push(destination);
             return;
@@ -136,7 +150,7 @@ impl TopicMatcher {
 
     /// Drops a (pattern, destination) pair the registry reports as gone,
     /// pruning trie nodes left with nothing under them.
-    pub(crate) fn remove(&mut self, pattern: &str, destination: &Destination) {
+    pub(crate) fn remove(&mut self, pattern: &str, destination: &T) {
         if !has_wildcard(pattern) {
             if let Some(destinations) = self.exact.get_mut(pattern) {
                 destinations.retain(|d| d != destination);
@@ -189,7 +203,7 @@ impl TopicMatcher {
 
     /// Reports the destination of every pattern matching `key` (a destination
     /// bound with several matching patterns is reported once per pattern).
-    pub(crate) fn route<'a>(&'a self, key: &str, out: &mut impl FnMut(&'a Destination)) -> bool {
+    pub(crate) fn route<'a>(&'a self, key: &str, out: &mut impl FnMut(&'a T)) -> bool {
         let mut matched = false;
         if let Some(destinations) = self.exact.get(key) {
             destinations.iter().for_each(&mut *out);
@@ -201,7 +215,7 @@ impl TopicMatcher {
         matched
     }
 
-    fn route_trie<'a>(&'a self, key: &str, out: &mut impl FnMut(&'a Destination)) -> bool {
+    fn route_trie<'a>(&'a self, key: &str, out: &mut impl FnMut(&'a T)) -> bool {
         let words: SmallVec<[&str; 16]> = words(key).collect();
         let n = words.len();
         let mut matched = false;
@@ -235,11 +249,11 @@ impl TopicMatcher {
     /// destinations if the key is used up, and queues the children that can
     /// consume what follows.
     fn expand<'a>(
-        node: &'a Node,
+        node: &'a Node<T>,
         at: usize,
         words: &[&str],
         stack: &mut SmallVec<[(NodeId, usize); 32]>,
-        out: &mut impl FnMut(&'a Destination),
+        out: &mut impl FnMut(&'a T),
     ) -> bool {
         let mut matched = false;
         if let Some(word) = words.get(at) {

@@ -18,6 +18,7 @@ use crate::binding::{BindError, Binding, Destination};
 use crate::exchange::ExchangeTable;
 use crate::kind::ExchangeKind;
 use crate::route::{QueueCollector, RoutableMessage, Route};
+use crate::selector::SelectorInput;
 
 /// All exchanges of a vhost and their bindings. Cloning is cheap (exchanges are
 /// shared `Arc`s, copied on write).
@@ -140,6 +141,11 @@ impl Topology {
     /// Routes a message published to `exchange`: follows exchange-to-exchange bindings
     /// (each exchange visited once, so cycles end), applies an exchange's alternate
     /// exchange when none of its bindings matched, and returns each queue once.
+    ///
+    /// A binding with a selector matches only when its selector is TRUE for the
+    /// message; selectors read `message.exchange` as `sys.exchange` (the broker
+    /// sets it to the exchange published to), and the body is parsed as JSON at
+    /// most once per call, only if a selector reads it.
     pub fn route(&self, exchange: &str, message: &RoutableMessage<'_>, route: &mut Route) {
         let mut queues = QueueCollector::new(route);
         let Some((start, table)) = self.exchanges.get_key_value(exchange) else {
@@ -147,6 +153,8 @@ impl Topology {
         };
         // Exchanges in visiting order; those before `next` are done. Being in
         // the list is being visited, so nothing enters twice.
+        // One per message: a JSON body is parsed at most once for all selectors.
+        let input = SelectorInput::new(message);
         let mut walk: SmallVec<[&str; 8]> = SmallVec::new();
         walk.push(start);
         let mut next = 1;
@@ -157,7 +165,7 @@ impl Topology {
                 // The first exchange to reach queues cannot repeat one unless
                 // its own matcher can.
                 queues.set_check(!queues.is_empty() || table.may_repeat());
-                let matched = table.for_each_match(message, &mut |destination| match destination {
+                let matched = table.for_each_match(&input, &mut |destination| match destination {
                     Destination::Queue(queue) => queues.push(queue),
                     Destination::Exchange(target) => {
                         if !walk.contains(&&**target) {
@@ -218,6 +226,7 @@ mod tests {
             &RoutableMessage {
                 routing_key: key,
                 headers: h,
+                ..Default::default()
             },
             &mut route,
         );
@@ -284,6 +293,7 @@ mod tests {
             &RoutableMessage {
                 routing_key: "k",
                 headers: None,
+                ..Default::default()
             },
             &mut route,
         );
@@ -462,6 +472,7 @@ mod tests {
         let msg = RoutableMessage {
             routing_key: "",
             headers: None,
+            ..Default::default()
         };
         t.route("f", &msg, &mut route);
         t.route("f", &msg, &mut route);
@@ -596,5 +607,80 @@ mod tests {
             .is_none());
         assert!(Arc::ptr_eq(&t.exchanges["b"], &snapshot.exchanges["b"]));
         assert!(t.exchange_mut("missing").is_none());
+    }
+
+    fn sel(selector: &str) -> FieldTable {
+        headers(&[("x-selector", selector)])
+    }
+
+    #[test]
+    fn queue_gets_one_copy_however_many_selector_bindings_match() {
+        let mut t = topology(&[("f", ExchangeKind::Fanout), ("t", ExchangeKind::Topic)]);
+        t.bind("f", q("q"), "", &sel("region = 'eu'")).unwrap();
+        t.bind("f", q("q"), "", &sel("region LIKE 'e%'")).unwrap();
+        t.bind("f", q("q"), "", &none()).unwrap();
+        t.bind("f", x("t"), "", &sel("TRUE")).unwrap();
+        t.bind("t", q("q"), "#", &sel("TRUE")).unwrap();
+        t.bind("t", q("r"), "#", &sel("region = 'eu'")).unwrap();
+        let h = headers(&[("region", "eu")]);
+        assert_eq!(route_msg(&t, "f", "k", Some(&h)), ["q", "r"]);
+        let h = headers(&[("region", "us")]);
+        assert_eq!(route_msg(&t, "f", "k", Some(&h)), ["q"]);
+    }
+
+    #[test]
+    fn alternate_exchange_gets_messages_no_selector_accepted() {
+        let mut t = topology(&[("main", ExchangeKind::Fanout), ("ae", ExchangeKind::Fanout)]);
+        t.exchange_mut("main")
+            .unwrap()
+            .set_alternate_exchange(Some("ae".into()));
+        t.bind("main", q("eu"), "", &sel("region = 'eu'")).unwrap();
+        t.bind("ae", q("rest"), "", &none()).unwrap();
+        let h = headers(&[("region", "eu")]);
+        assert_eq!(route_msg(&t, "main", "", Some(&h)), ["eu"]);
+        let h = headers(&[("region", "us")]);
+        assert_eq!(route_msg(&t, "main", "", Some(&h)), ["rest"]);
+        assert_eq!(route_msg(&t, "main", "", None), ["rest"]);
+    }
+
+    #[test]
+    fn selectors_read_exchange_properties_and_body() {
+        let mut t = topology(&[("a", ExchangeKind::Fanout), ("b", ExchangeKind::Fanout)]);
+        t.bind("a", x("b"), "", &none()).unwrap();
+        t.bind("b", q("from-a"), "", &sel("sys.exchange = 'a'"))
+            .unwrap();
+        t.bind(
+            "b",
+            q("big"),
+            "",
+            &sel("body.total > 1000 AND sys.priority >= 5"),
+        )
+        .unwrap();
+        let mut route = Route::default();
+        let message = RoutableMessage {
+            routing_key: "k",
+            exchange: "a",
+            properties: crate::MessageProperties {
+                priority: Some(7),
+                ..Default::default()
+            },
+            body: br#"{"total": 1200}"#,
+            ..Default::default()
+        };
+        t.route("a", &message, &mut route);
+        assert_eq!(route.queues, vec![Arc::from("from-a"), Arc::from("big")]);
+    }
+
+    #[test]
+    fn bad_selector_error_passes_through_topology() {
+        let mut t = topology(&[("d", ExchangeKind::Direct)]);
+        let err = t.bind("d", q("q"), "k", &sel("a IN 1")).unwrap_err();
+        assert_eq!(
+            err,
+            BindError::InvalidArgument(
+                "invalid x-selector at position 6: expected '(', found '1'".into()
+            )
+        );
+        assert!(t.bindings().is_empty());
     }
 }

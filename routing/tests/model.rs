@@ -195,6 +195,7 @@ fn routed(
         &RoutableMessage {
             routing_key: key,
             headers,
+            ..Default::default()
         },
         &mut route,
     );

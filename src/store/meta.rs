@@ -112,6 +112,22 @@ impl Meta {
         u32::try_from(id + 1).map_err(|_| io::Error::other("queue ids exhausted"))
     }
 
+    /// A whole document stored under `name` (the access-control definitions).
+    pub fn doc(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        Ok(self
+            .db
+            .get(format!("doc:{name}"))
+            .map_err(to_io)?
+            .map(|v| v.to_vec()))
+    }
+
+    pub fn put_doc(&self, name: &str, value: &[u8]) -> io::Result<()> {
+        self.db
+            .insert(format!("doc:{name}"), value)
+            .map_err(to_io)?;
+        self.flush()
+    }
+
     pub fn vhosts(&self) -> io::Result<Vec<String>> {
         let mut out = Vec::new();
         for item in self.vhosts.iter() {
@@ -123,6 +139,11 @@ impl Meta {
 
     pub fn put_vhost(&self, name: &str) -> io::Result<()> {
         self.vhosts.insert(name.as_bytes(), &[]).map_err(to_io)?;
+        self.flush()
+    }
+
+    pub fn remove_vhost(&self, name: &str) -> io::Result<()> {
+        self.vhosts.remove(name.as_bytes()).map_err(to_io)?;
         self.flush()
     }
 

@@ -96,6 +96,16 @@ impl TestBroker {
     }
 
     async fn spawn() -> TestBroker {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Starts our own broker with extra command-line arguments (restarts do
+    /// not repeat them).
+    pub async fn start_with(args: &[&str]) -> TestBroker {
+        Self::spawn_with(args).await
+    }
+
+    async fn spawn_with(extra: &[&str]) -> TestBroker {
         let bin = env!("CARGO_BIN_EXE_warren");
         let tempdir = tempfile::Builder::new()
             .prefix("warren-test-")
@@ -114,6 +124,10 @@ impl TestBroker {
                 .arg(format!("127.0.0.1:{port}"))
                 .arg("--data-dir")
                 .arg(&data_dir)
+                // Many brokers run at once: any free port for the HTTP API.
+                .arg("--http-listen")
+                .arg("127.0.0.1:0")
+                .args(extra)
                 // The log goes to a file: no ANSI colours.
                 .env("NO_COLOR", "1")
                 .stdin(Stdio::null())
@@ -280,6 +294,9 @@ impl TestBroker {
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--data-dir")
             .arg(&data_dir)
+            // Many brokers run at once: the HTTP API takes any free port.
+            .arg("--http-listen")
+            .arg("127.0.0.1:0")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))

@@ -58,24 +58,34 @@ def broker_url(tmp_path_factory):
     if not binary.exists():
         pytest.fail("Warren binary %s does not exist (build it with `cargo build`, or set "
                     "WARREN_BIN / WARREN_TEST_URL)" % binary)
-    data_dir = tmp_path_factory.mktemp("warren-data")
-    log_path = data_dir.parent / (data_dir.name + ".log")
-    port = _free_port()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(binary), "--amqp-listen", "127.0.0.1:%d" % port, "--data-dir", str(data_dir)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
+    # _free_port() can race with other workers: a broker that finds its port
+    # taken exits at once, and we try another.
+    for attempt in range(5):
+        data_dir = tmp_path_factory.mktemp("warren-data")
+        log_path = data_dir.parent / (data_dir.name + ".log")
+        port = _free_port()
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [str(binary), "--amqp-listen", "127.0.0.1:%d" % port, "--data-dir", str(data_dir),
+                 # Many brokers run at once: any free port for the HTTP API.
+                 "--http-listen", "127.0.0.1:0"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + START_TIMEOUT
         while not _port_open("127.0.0.1", port):
             rc = proc.poll()
             if rc is not None:
-                pytest.fail("warren exited with code %s before listening on port %d; log:\n%s"
-                            % (rc, port, _tail(log_path)))
+                break
             if time.monotonic() > deadline:
+                proc.kill()
                 pytest.fail("warren did not listen on port %d within %.0f s; log:\n%s"
                             % (port, START_TIMEOUT, _tail(log_path)))
             time.sleep(0.05)
+        if proc.poll() is None:
+            break
+        if "Address already in use" not in _tail(log_path) or attempt == 4:
+            pytest.fail("warren exited with code %s before listening on port %d; log:\n%s"
+                        % (proc.returncode, port, _tail(log_path)))
+    try:
         yield "amqp://guest:guest@127.0.0.1:%d/%%2f" % port
     finally:
         if proc.poll() is None:
@@ -178,3 +188,27 @@ def raw_open(raw, broker):
         return r
 
     return _raw_open
+
+
+@pytest.fixture(scope="session")
+def acme(tmp_path_factory):
+    """A broker loaded with the acme definitions (a RabbitMQ 3.10 export: two vhosts, three
+    users, policies, exchange-to-exchange and headers bindings, an alternate exchange).
+
+    Warren is started with `--definitions` on it. Against the reference RabbitMQ
+    (WARREN_TEST_URL) the file is imported with WARREN_REFERENCE_CTL instead (run those checks
+    with -n 0: the vhosts are shared)."""
+    import warren_proc
+
+    url = os.environ.get("WARREN_TEST_URL")
+    if url:
+        if not warren_proc.import_into_reference(warren_proc.ACME):
+            pytest.skip("set WARREN_REFERENCE_CTL to import the acme definitions into the "
+                        "reference broker")
+        yield warren_proc.Reference(url)
+        return
+    w = warren_proc.Warren(tmp_path_factory.mktemp("acme"), "--definitions", warren_proc.ACME)
+    try:
+        yield w
+    finally:
+        w.stop()
