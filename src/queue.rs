@@ -276,6 +276,8 @@ struct State {
     dedup_by_seq: HashMap<u64, String>,
     /// Dead letters collected under the lock, published once it is released.
     letters: Vec<DeadLetter>,
+    /// The arguments in force (also in `Queue::args`, for readers without the lock).
+    args: Arc<QueueArgs>,
     /// The clock of the publish being dispatched (0: none), so a message with
     /// TTL 0 reaches a waiting consumer even if a millisecond passed meanwhile.
     publish_clock: u64,
@@ -293,6 +295,10 @@ pub struct Queue {
     owner: Weak<VHost>,
     /// Itself, for the expiry timer (which must not keep a deleted queue alive).
     me: Weak<Queue>,
+    /// What policies cannot change, read without a lock.
+    max_priority: Option<u8>,
+    single_active: bool,
+    deduplication: bool,
     state: Mutex<State>,
 }
 
@@ -306,6 +312,7 @@ impl Queue {
         let queue = Arc::new_cyclic(|me| Self {
             state: Mutex::new(State {
                 ready: Levels::new(args.levels()),
+                args: Arc::new(args.clone()),
                 next_seq: 0,
                 ram_bytes: 0,
                 bytes: 0,
@@ -324,7 +331,10 @@ impl Queue {
                 publish_clock: 0,
             }),
             config,
-            args: ArcSwap::from_pointee(args),
+            max_priority: args.max_priority,
+            single_active: args.single_active_consumer,
+            deduplication: args.deduplication,
+            args: ArcSwap::from_pointee(args.clone()),
             store,
             owner,
             me: me.clone(),
@@ -352,11 +362,12 @@ impl Queue {
         self: &Arc<Self>,
         policy: Option<&serde_json::Map<String, serde_json::Value>>,
     ) {
-        let args = QueueArgs::effective(&self.config.arguments, policy);
+        let args = Arc::new(QueueArgs::effective(&self.config.arguments, policy));
         let mut st = self.state.lock();
-        self.args.store(Arc::new(args));
+        self.args.store(args.clone());
+        st.args = args;
         // A new x-expires or a lower limit takes effect now.
-        if let Some(expires) = self.args().expires {
+        if let Some(expires) = st.args.expires {
             let at = st.last_used.saturating_add(expires);
             self.schedule(&mut st, at);
         }
@@ -381,7 +392,7 @@ impl Queue {
 
     /// The priority level a message goes to.
     fn level_of(&self, message: &Message) -> usize {
-        match self.args().max_priority {
+        match self.max_priority {
             None => 0,
             Some(max) => usize::from(message.properties.priority().unwrap_or(0).min(max)),
         }
@@ -389,17 +400,13 @@ impl Queue {
 
     /// The deadline of a message published now, and whether it is its own TTL
     /// (shorter than the queue's), which must go into the heap.
-    fn deadline(&self, message: &Message, published: u64) -> (u64, bool) {
+    fn deadline(&self, ttl: Option<u64>, message: &Message, published: u64) -> (u64, bool) {
         let own = message
             .properties
             .expiration()
             .as_ref()
             .and_then(|e| crate::arguments::parse_expiration(e.as_str()).ok());
-        deadline(self.args().message_ttl, own, published)
-    }
-
-    fn dead_letters(&self) -> bool {
-        self.args().dead_letter_exchange.is_some()
+        deadline(ttl, own, published)
     }
 
     /// Releases the lock, then publishes the dead letters collected under it.
@@ -421,7 +428,7 @@ impl Queue {
             return Enqueue::Accepted;
         }
         let size = message.body.len();
-        let dedup_key = if self.args().deduplication {
+        let dedup_key = if self.deduplication {
             crate::dedup::message_key(&message)
         } else {
             None
@@ -433,8 +440,9 @@ impl Queue {
                 return Enqueue::Duplicate;
             }
         }
-        if self.args().overflow != Overflow::DropHead && self.would_overflow(&st, size as u64) {
-            if self.args().overflow == Overflow::RejectPublishDlx && self.dead_letters() {
+        let overflow = st.args.overflow;
+        if overflow != Overflow::DropHead && would_overflow(&st, size as u64) {
+            if overflow == Overflow::RejectPublishDlx && dead_letters(&st) {
                 st.letters.push(DeadLetter {
                     message: Some(message),
                     location,
@@ -448,9 +456,9 @@ impl Queue {
             return Enqueue::Rejected;
         }
         let (expires_at, own_ttl) =
-            if self.args().message_ttl.is_some() || message.properties.expiration().is_some() {
+            if st.args.message_ttl.is_some() || message.properties.expiration().is_some() {
                 st.publish_clock = now_ms();
-                self.deadline(&message, st.publish_clock)
+                self.deadline(st.args.message_ttl, &message, st.publish_clock)
             } else {
                 (NEVER, false)
             };
@@ -492,30 +500,13 @@ impl Queue {
         Enqueue::Accepted
     }
 
-    /// Whether one more message of `size` bytes would pass a length limit.
-    fn would_overflow(&self, st: &State, size: u64) -> bool {
-        let args = self.args();
-        args.max_length
-            .is_some_and(|max| st.ready.live as u64 + 1 > max)
-            || args
-                .max_length_bytes
-                .is_some_and(|max| st.bytes + size > max)
-    }
-
-    fn over_limit(&self, st: &State) -> bool {
-        let args = self.args();
-        args.max_length
-            .is_some_and(|max| st.ready.live as u64 > max)
-            || args.max_length_bytes.is_some_and(|max| st.bytes > max)
-    }
-
     /// x-overflow drop-head: drops (or dead-letters) the head until the queue
     /// is within its limits.
     fn drop_head(&self, st: &mut State) {
-        if self.args().overflow != Overflow::DropHead {
+        if st.args.overflow != Overflow::DropHead {
             return;
         }
-        while self.over_limit(st) {
+        while over_limit(st) {
             let Some(level) = st.ready.front_level() else {
                 return;
             };
@@ -536,7 +527,7 @@ impl Queue {
             Body::Loaded(m) => Some(m),
             Body::Paged | Body::Gone => None,
         };
-        if self.dead_letters() && (message.is_some() || ready.location.is_some()) {
+        if dead_letters(st) && (message.is_some() || ready.location.is_some()) {
             st.letters.push(DeadLetter {
                 message,
                 location: ready.location,
@@ -576,11 +567,11 @@ impl Queue {
         st.next_seq += 1;
         st.paged += 1;
         st.bytes += u64::from(r.body_len);
-        let level = match self.args().max_priority {
+        let level = match self.max_priority {
             None => 0,
             Some(max) => usize::from(r.priority.min(max)),
         };
-        let (expires_at, own_ttl) = deadline(self.args().message_ttl, r.expiration, r.timestamp);
+        let (expires_at, own_ttl) = deadline(st.args.message_ttl, r.expiration, r.timestamp);
         st.ready.push_back(
             level,
             Ready {
@@ -626,8 +617,10 @@ impl Queue {
             }
             let ready = st.ready.pop_front(level)?;
             let clock = st.publish_clock;
-            let now = *now.get_or_insert_with(|| if clock != 0 { clock } else { now_ms() });
-            if ready.expires_at != NEVER && ready.expires_at < now {
+            if ready.expires_at != NEVER
+                && ready.expires_at
+                    < *now.get_or_insert_with(|| if clock != 0 { clock } else { now_ms() })
+            {
                 self.discard(st, ready, Reason::Expired);
                 continue;
             }
@@ -709,7 +702,7 @@ impl Queue {
     /// priority group that has room wins, round-robin inside the group. With
     /// single active consumer only the first consumer to arrive gets messages.
     fn deliver_one(self: &Arc<Self>, st: &mut State) -> bool {
-        let count = if self.args().single_active_consumer {
+        let count = if self.single_active {
             st.consumers.len().min(1)
         } else {
             st.consumers.len()
@@ -727,7 +720,7 @@ impl Queue {
                 let Some(mut message) = self.pop_loaded(st) else {
                     return false;
                 };
-                self.annotate(&mut message, false);
+                annotate(st, &mut message, false);
                 let location = message.location;
                 let seq = message.seq;
                 match consumer.channel.deliver(self, &consumer, message) {
@@ -747,18 +740,6 @@ impl Queue {
             start += len;
         }
         false
-    }
-
-    /// Adds `x-delivery-count` to a message that was returned before (quorum
-    /// queues and queues with a delivery limit), or to any with `always`.
-    fn annotate(&self, message: &mut QueuedMessage, always: bool) {
-        if (always || message.deliveries > 0) && self.args().counts_deliveries() {
-            message.message = Arc::new(crate::headers::with_header(
-                &message.message,
-                "x-delivery-count",
-                AMQPValue::LongLongInt(i64::from(message.deliveries)),
-            ));
-        }
     }
 
     fn ready_of(&self, message: QueuedMessage, own_ttl: bool) -> (usize, Ready) {
@@ -795,7 +776,7 @@ impl Queue {
         };
         // basic.get-ok carries the count from the first delivery on (0), as
         // RabbitMQ's quorum queues do; basic.deliver only from the second.
-        self.annotate(&mut message, true);
+        annotate(&st, &mut message, true);
         if no_ack {
             forget_key(&mut st, message.seq);
             self.settle_location(message.location);
@@ -826,13 +807,13 @@ impl Queue {
         for mut message in messages.into_iter().rev() {
             message.redelivered = true;
             message.deliveries = message.deliveries.saturating_add(1);
-            if self
-                .args()
+            if st
+                .args
                 .delivery_limit
                 .is_some_and(|limit| u64::from(message.deliveries) > limit)
             {
                 forget_key(&mut st, message.seq);
-                if self.dead_letters() {
+                if dead_letters(&st) {
                     st.letters.push(DeadLetter {
                         location: message.location,
                         message: Some(message.message),
@@ -858,7 +839,7 @@ impl Queue {
 
     /// Forgets a delivered message for good (acked).
     pub fn settle(&self, message: &QueuedMessage) {
-        if self.args().deduplication {
+        if self.deduplication {
             forget_key(&mut self.state.lock(), message.seq);
         }
         self.settle_location(message.location);
@@ -867,11 +848,13 @@ impl Queue {
     /// A delivered message rejected without requeue: dead-lettered (reason
     /// rejected) if the queue has a dead-letter exchange, forgotten otherwise.
     pub fn reject(self: &Arc<Self>, message: QueuedMessage) {
-        if !self.dead_letters() {
-            self.settle(&message);
+        let mut st = self.state.lock();
+        if !dead_letters(&st) {
+            forget_key(&mut st, message.seq);
+            drop(st);
+            self.settle_location(message.location);
             return;
         }
-        let mut st = self.state.lock();
         forget_key(&mut st, message.seq);
         st.letters.push(DeadLetter {
             message: Some(message.message),
@@ -911,7 +894,7 @@ impl Queue {
                 in_vhost("queue", &self.config.name, &self.config.vhost)
             )));
         }
-        let at = if self.args().single_active_consumer {
+        let at = if self.single_active {
             st.consumers.len()
         } else {
             st.consumers
@@ -936,11 +919,11 @@ impl Queue {
         st.consumers.retain(|c| !Arc::ptr_eq(c, consumer));
         if st.consumers.is_empty() {
             st.last_used = now_ms();
-            if let Some(expires) = self.args().expires {
+            if let Some(expires) = st.args.expires {
                 let at = st.last_used.saturating_add(expires);
                 self.schedule(&mut st, at);
             }
-        } else if was_active && self.args().single_active_consumer {
+        } else if was_active && self.single_active {
             // The next consumer in line takes over.
             self.dispatch_locked(&mut st);
         }
@@ -952,8 +935,9 @@ impl Queue {
 
     /// A declare (passive or not) counts as a use for `x-expires`.
     pub fn touch(&self) {
-        if self.args().expires.is_some() {
-            self.state.lock().last_used = now_ms();
+        let mut st = self.state.lock();
+        if st.args.expires.is_some() {
+            st.last_used = now_ms();
         }
     }
 
@@ -1084,7 +1068,7 @@ impl Queue {
                 }
             }
             let mut expire_queue = false;
-            if let Some(expires) = self.args().expires {
+            if let Some(expires) = st.args.expires {
                 if st.consumers.is_empty() {
                     let at = st.last_used.saturating_add(expires);
                     if at <= now {
@@ -1121,6 +1105,40 @@ fn deadline(queue_ttl: Option<u64>, own: Option<u64>, published: u64) -> (u64, b
         (None, Some(m)) => (published.saturating_add(m), true),
         (Some(q), Some(m)) if m < q => (published.saturating_add(m), true),
         (Some(q), Some(_)) => (published.saturating_add(q), false),
+    }
+}
+
+/// Whether one more message of `size` bytes would pass a length limit.
+fn would_overflow(st: &State, size: u64) -> bool {
+    st.args
+        .max_length
+        .is_some_and(|max| st.ready.live as u64 + 1 > max)
+        || st
+            .args
+            .max_length_bytes
+            .is_some_and(|max| st.bytes + size > max)
+}
+
+fn over_limit(st: &State) -> bool {
+    st.args
+        .max_length
+        .is_some_and(|max| st.ready.live as u64 > max)
+        || st.args.max_length_bytes.is_some_and(|max| st.bytes > max)
+}
+
+fn dead_letters(st: &State) -> bool {
+    st.args.dead_letter_exchange.is_some()
+}
+
+/// Adds `x-delivery-count` to a message that was returned before (quorum
+/// queues and queues with a delivery limit), or to any with `always`.
+fn annotate(st: &State, message: &mut QueuedMessage, always: bool) {
+    if (always || message.deliveries > 0) && st.args.counts_deliveries() {
+        message.message = Arc::new(crate::headers::with_header(
+            &message.message,
+            "x-delivery-count",
+            AMQPValue::LongLongInt(i64::from(message.deliveries)),
+        ));
     }
 }
 
