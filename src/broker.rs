@@ -163,6 +163,9 @@ impl Broker {
         let (log, recovered) = self.store.open_log(name, &live)?;
         let vhost = VHost::new(name, self.store.meta.clone(), log);
         let by_id = vhost.restore(exchanges, queues, bindings);
+        // Policies before messages, so recovered messages get the TTL a
+        // policy gives their queue (the access document is restored in full later).
+        self.preload_policies(&vhost);
         let count = recovered.len();
         for r in recovered {
             if let Some(queue) = by_id.get(&r.queue) {
@@ -331,6 +334,33 @@ impl Broker {
     }
 
     /// Loads what [`Broker::persist_access`] stored.
+    /// Sets the stored policies of `vhost` (read from the access document).
+    fn preload_policies(&self, vhost: &VHost) {
+        let Ok(Some(doc)) = self.store.meta.doc(ACCESS_DOC) else {
+            return;
+        };
+        let Ok(defs) = serde_json::from_slice::<crate::definitions::Definitions>(&doc) else {
+            return;
+        };
+        let mut any = false;
+        for p in defs.policies.iter().filter(|p| *p.vhost == *vhost.name) {
+            let policy = Policy::new(
+                &p.name,
+                &p.pattern,
+                &p.apply_to,
+                p.definition.clone(),
+                p.priority,
+            );
+            if let Ok(policy) = policy {
+                vhost.policies.set(policy);
+                any = true;
+            }
+        }
+        if any {
+            vhost.refresh_policies();
+        }
+    }
+
     fn restore_access(&self, doc: &[u8]) {
         let defs: crate::definitions::Definitions = match serde_json::from_slice(doc) {
             Ok(defs) => defs,

@@ -506,3 +506,62 @@ async fn delayed_messages_and_quorum_queues_survive_a_restart() {
     })
     .await;
 }
+
+/// A TTL and dead-letter exchange given by a policy (from a definitions file)
+/// apply to persistent messages recovered after a restart too: the stored
+/// policies are in force before the messages are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_ttl_applies_to_messages_recovered_after_a_restart() {
+    if TestBroker::is_external() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("defs.json");
+    std::fs::write(
+        &file,
+        r#"{
+          "vhosts": [{"name": "/"}],
+          "users": [{"name": "guest", "password": "guest", "tags": ["administrator"]}],
+          "permissions": [{"user": "guest", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}],
+          "policies": [{"vhost": "/", "name": "short-lived", "pattern": "^policy-ttl$", "apply-to": "queues",
+                        "definition": {"message-ttl": 1000, "dead-letter-exchange": "dlx"}, "priority": 0}],
+          "exchanges": [{"name": "dlx", "vhost": "/", "type": "fanout", "durable": true}],
+          "queues": [{"name": "policy-ttl", "vhost": "/", "durable": true},
+                     {"name": "dead", "vhost": "/", "durable": true}],
+          "bindings": [{"source": "dlx", "vhost": "/", "destination": "dead", "destination_type": "queue", "routing_key": ""}]
+        }"#,
+    )
+    .expect("write definitions");
+    let mut broker = TestBroker::start_with(&["--definitions", file.to_str().expect("path")]).await;
+    within(async {
+        let conn = lapin_connect(&broker.uri()).await;
+        let ch = conn.create_channel().await.expect("channel");
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirms");
+        publish(&ch, "policy-ttl", "expires-while-down", persistent()).await;
+        drop(ch);
+        let _ = conn.close(200, "bye".into()).await;
+        broker.kill9();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        broker.restart().await;
+        let conn = lapin_connect(&broker.uri()).await;
+        let ch = conn.create_channel().await.expect("channel");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while count(&ch, "dead").await < 1 {
+            assert!(
+                Instant::now() < deadline,
+                "the policy's TTL was not applied after the restart"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let dead = drain(&ch, "dead").await;
+        assert_eq!(dead[0].0, "expires-while-down");
+        assert_eq!(
+            header_str(&dead[0].1, "x-first-death-reason").as_deref(),
+            Some("expired")
+        );
+        assert_eq!(count(&ch, "policy-ttl").await, 0);
+    })
+    .await;
+}
