@@ -254,6 +254,27 @@ def test_priority_queue_orders_and_clamps(conn, ch):
     assert got == [b"p9", b"p5", b"p3", b"p1", b"p0"]
 
 
+def test_priority_queue_length_limit_drops_the_highest_head(conn, ch):
+    q = ch.queue_declare("", exclusive=True, arguments={
+        "x-max-priority": 5, "x-max-length": 2}).method.queue
+    for body, prio in [(b"p1", 1), (b"p5", 5), (b"p3", 3)]:
+        ch.basic_publish("", q, body, pika.BasicProperties(priority=prio))
+    wait_count(conn, q, 2)
+    assert [b for _, _, b in drain(conn, ch, q)] == [b"p3", b"p1"]
+
+
+def test_priority_queue_requeue_keeps_order(conn, ch):
+    q = ch.queue_declare("", exclusive=True, arguments={"x-max-priority": 5}).method.queue
+    for body, prio in [(b"a1", 1), (b"b5", 5), (b"c1", 1)]:
+        ch.basic_publish("", q, body, pika.BasicProperties(priority=prio))
+    wait_count(conn, q, 3)
+    first = drain(conn, ch, q, n=2, auto_ack=False)
+    for m, _, _ in first:
+        ch.basic_nack(m.delivery_tag, requeue=True)
+    got = [(b, m.redelivered) for m, _, b in drain(conn, ch, q, n=3)]
+    assert got == [(b"b5", True), (b"a1", True), (b"c1", False)]
+
+
 def test_max_priority_zero_accepted(ch):
     ch.queue_declare("", exclusive=True, arguments={"x-max-priority": 0})
 
