@@ -389,6 +389,24 @@ def test_dead_letter_cycle_with_rejection_comes_back(conn, ch):
     ch.queue_delete(q)
 
 
+def test_dead_letter_length_limit_ping_pong_ends(conn, ch):
+    # Two full queues dead-lettering their heads into each other: every message
+    # dies at most once per queue before the cycle check drops it.
+    a, b = uid("ping"), uid("pong")
+    ch.queue_declare(a, auto_delete=True, arguments={
+        "x-max-length": 1, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": b})
+    ch.queue_declare(b, auto_delete=True, arguments={
+        "x-max-length": 1, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": a})
+    for i in range(50):
+        ch.basic_publish("", a, b"%d" % i)
+    wait_count(conn, a, 1)
+    wait_count(conn, b, 1)
+    m, p, body = drain(conn, ch, a, n=1)[0]
+    assert body == b"49"
+    ch.queue_delete(a)
+    ch.queue_delete(b)
+
+
 def test_reject_publish_dlx_nacks_and_dead_letters(conn, ch, dlx):
     dx, dq = dlx
     q = ch.queue_declare("", exclusive=True, arguments={
