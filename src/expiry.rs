@@ -45,6 +45,7 @@ async fn run(queue: Weak<Queue>, notify: Arc<Notify>) {
         };
         match wake {
             Wake::Stop => return,
+            Wake::Again => tokio::task::yield_now().await,
             Wake::Idle => notify.notified().await,
             Wake::At(at) => {
                 // A millisecond past the deadline, so the deadline has passed

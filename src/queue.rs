@@ -229,6 +229,8 @@ pub enum Enqueue {
 /// What the expiry timer should do next.
 pub(crate) enum Wake {
     At(u64),
+    /// A batch was expired and more are due: yield, then go on.
+    Again,
     Idle,
     Stop,
 }
@@ -1005,92 +1007,90 @@ impl Queue {
     /// message past its deadline, deletes the queue once `x-expires` passed
     /// unused, and says when to look again. Work is O(expired messages).
     pub(crate) fn run_expiry(self: &Arc<Self>) -> Wake {
-        loop {
-            let mut st = self.state.lock();
-            if st.deleted {
-                st.timer = None;
-                return Wake::Stop;
-            }
-            let now = now_ms();
-            let mut budget = EXPIRE_BATCH;
-            // The heads of the levels: deadlines from the queue's TTL grow with
-            // the publish order, so they are the next to expire.
-            for level in (0..st.ready.levels.len()).rev() {
-                while budget > 0 {
-                    match st.ready.front(level) {
-                        Some(r) if r.expires_at <= now => {}
-                        _ => break,
-                    }
-                    if let Some(ready) = st.ready.pop_front(level) {
-                        self.discard(&mut st, ready, Reason::Expired);
-                        budget -= 1;
-                    }
-                }
-            }
-            // Messages with their own, shorter TTL, wherever they are.
+        let mut st = self.state.lock();
+        if st.deleted {
+            st.timer = None;
+            return Wake::Stop;
+        }
+        let now = now_ms();
+        let mut budget = EXPIRE_BATCH;
+        // The heads of the levels: deadlines from the queue's TTL grow with
+        // the publish order, so they are the next to expire.
+        for level in (0..st.ready.levels.len()).rev() {
             while budget > 0 {
-                match st.deadlines.peek() {
-                    Some(Reverse((at, _, _))) if *at <= now => {}
+                match st.ready.front(level) {
+                    Some(r) if r.expires_at <= now => {}
                     _ => break,
                 }
-                let Some(Reverse((_, seq, level))) = st.deadlines.pop() else {
-                    break;
-                };
-                let level = usize::from(level);
-                if let Some(index) = st.ready.find(level, seq) {
-                    if st.ready.levels[level][index].expires_at <= now {
-                        let ready = st.ready.take(level, index);
-                        self.discard(&mut st, ready, Reason::Expired);
-                        budget -= 1;
-                    }
+                if let Some(ready) = st.ready.pop_front(level) {
+                    self.discard(&mut st, ready, Reason::Expired);
+                    budget -= 1;
                 }
             }
-            if budget == 0 {
-                // More to do: let others in, then go on.
-                self.unlock(st);
-                continue;
+        }
+        // Messages with their own, shorter TTL, wherever they are.
+        while budget > 0 {
+            match st.deadlines.peek() {
+                Some(Reverse((at, _, _))) if *at <= now => {}
+                _ => break,
             }
-            // Entries of messages that left before their deadline pile up in
-            // the heap; rebuild it when they outnumber the live ones.
-            if st.deadlines.len() > 2 * st.ready.live + 1024 {
-                let rebuilt: Vec<Reverse<(u64, u64, u8)>> = st
-                    .ready
-                    .iter()
-                    .filter(|(_, r)| r.own_ttl && r.expires_at != NEVER)
-                    .map(|(l, r)| Reverse((r.expires_at, r.seq, l as u8)))
-                    .collect();
-                st.deadlines = BinaryHeap::from(rebuilt);
-            }
-            let mut next = st.deadlines.peek().map_or(NEVER, |Reverse((at, _, _))| *at);
-            for level in 0..st.ready.levels.len() {
-                if let Some(r) = st.ready.front(level) {
-                    next = next.min(r.expires_at);
-                }
-            }
-            let mut expire_queue = false;
-            if let Some(expires) = st.args.expires {
-                if st.consumers.is_empty() {
-                    let at = st.last_used.saturating_add(expires);
-                    if at <= now {
-                        expire_queue = true;
-                    } else {
-                        next = next.min(at);
-                    }
-                }
-            }
-            st.timer_at = next;
-            self.unlock(st);
-            if expire_queue {
-                if let Some(vhost) = self.owner.upgrade() {
-                    vhost.remove_queue(self);
-                }
-                return Wake::Stop;
-            }
-            return if next == NEVER {
-                Wake::Idle
-            } else {
-                Wake::At(next)
+            let Some(Reverse((_, seq, level))) = st.deadlines.pop() else {
+                break;
             };
+            let level = usize::from(level);
+            if let Some(index) = st.ready.find(level, seq) {
+                if st.ready.levels[level][index].expires_at <= now {
+                    let ready = st.ready.take(level, index);
+                    self.discard(&mut st, ready, Reason::Expired);
+                    budget -= 1;
+                }
+            }
+        }
+        if budget == 0 {
+            // More to do: let other tasks run first.
+            self.unlock(st);
+            return Wake::Again;
+        }
+        // Entries of messages that left before their deadline pile up in
+        // the heap; rebuild it when they outnumber the live ones.
+        if st.deadlines.len() > 2 * st.ready.live + 1024 {
+            let rebuilt: Vec<Reverse<(u64, u64, u8)>> = st
+                .ready
+                .iter()
+                .filter(|(_, r)| r.own_ttl && r.expires_at != NEVER)
+                .map(|(l, r)| Reverse((r.expires_at, r.seq, l as u8)))
+                .collect();
+            st.deadlines = BinaryHeap::from(rebuilt);
+        }
+        let mut next = st.deadlines.peek().map_or(NEVER, |Reverse((at, _, _))| *at);
+        for level in 0..st.ready.levels.len() {
+            if let Some(r) = st.ready.front(level) {
+                next = next.min(r.expires_at);
+            }
+        }
+        let mut expire_queue = false;
+        if let Some(expires) = st.args.expires {
+            if st.consumers.is_empty() {
+                let at = st.last_used.saturating_add(expires);
+                if at <= now {
+                    expire_queue = true;
+                } else {
+                    next = next.min(at);
+                }
+            }
+        }
+        st.timer_at = next;
+        self.unlock(st);
+        if expire_queue {
+            if let Some(vhost) = self.owner.upgrade() {
+                vhost.remove_queue(self);
+            }
+            return Wake::Stop;
+        }
+        if next == NEVER {
+            Wake::Idle
+        } else {
+            Wake::At(next)
         }
     }
 }
