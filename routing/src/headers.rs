@@ -23,6 +23,8 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use amq_protocol_types::{AMQPValue, FieldTable, ShortString};
+
+use crate::value::{display_value, rabbit_type_name};
 use foldhash::HashMap;
 use smallvec::SmallVec;
 
@@ -114,7 +116,7 @@ fn parse_x_match(value: &AMQPValue) -> Result<(bool, bool), BindError> {
             return Err(BindError::InvalidArgument(format!(
                 "Invalid x-match field type {} (value {}); expected longstr",
                 rabbit_type_name(other),
-                describe(other)
+                display_value(other)
             )))
         }
     };
@@ -126,47 +128,6 @@ fn parse_x_match(value: &AMQPValue) -> Result<(bool, bool), BindError> {
         other => Err(BindError::InvalidArgument(format!(
             "Invalid x-match field value <<\"{other}\">>; expected all, any, all-with-x, or any-with-x"
         ))),
-    }
-}
-
-/// The field type names RabbitMQ uses in its error texts.
-fn rabbit_type_name(value: &AMQPValue) -> &'static str {
-    match value {
-        AMQPValue::Boolean(_) => "bool",
-        AMQPValue::ShortShortInt(_) => "byte",
-        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
-        AMQPValue::ShortInt(_) => "short",
-        AMQPValue::ShortUInt(_) => "unsignedshort",
-        AMQPValue::LongInt(_) => "signedint",
-        AMQPValue::LongUInt(_) => "unsignedint",
-        AMQPValue::LongLongInt(_) => "long",
-        AMQPValue::Float(_) => "float",
-        AMQPValue::Double(_) => "double",
-        AMQPValue::DecimalValue(_) => "decimal",
-        AMQPValue::ShortString(_) => "shortstr",
-        AMQPValue::LongString(_) => "longstr",
-        AMQPValue::FieldArray(_) => "array",
-        AMQPValue::Timestamp(_) => "timestamp",
-        AMQPValue::FieldTable(_) => "table",
-        AMQPValue::ByteArray(_) => "binary",
-        AMQPValue::Void => "void",
-    }
-}
-
-fn describe(value: &AMQPValue) -> String {
-    match value {
-        AMQPValue::Boolean(v) => v.to_string(),
-        AMQPValue::ShortShortInt(v) => v.to_string(),
-        AMQPValue::ShortShortUInt(v) => v.to_string(),
-        AMQPValue::ShortInt(v) => v.to_string(),
-        AMQPValue::ShortUInt(v) => v.to_string(),
-        AMQPValue::LongInt(v) => v.to_string(),
-        AMQPValue::LongUInt(v) => v.to_string(),
-        AMQPValue::LongLongInt(v) => v.to_string(),
-        AMQPValue::Float(v) => v.to_string(),
-        AMQPValue::Double(v) => v.to_string(),
-        AMQPValue::Timestamp(v) => v.to_string(),
-        other => format!("{other:?}"),
     }
 }
 

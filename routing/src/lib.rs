@@ -32,6 +32,7 @@ mod selected;
 mod selector;
 mod topic;
 mod topology;
+pub mod value;
 
 pub use amq_protocol_types::{AMQPValue, FieldTable};
 
