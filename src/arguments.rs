@@ -163,18 +163,8 @@ pub fn validate_queue_arguments(
 }
 
 fn int_arg(value: &AMQPValue) -> Result<i64, String> {
-    match value {
-        AMQPValue::ShortShortInt(_)
-        | AMQPValue::ShortShortUInt(_)
-        | AMQPValue::ShortInt(_)
-        | AMQPValue::ShortUInt(_)
-        | AMQPValue::LongInt(_)
-        | AMQPValue::LongUInt(_)
-        | AMQPValue::LongLongInt(_) => {
-            crate::message::value_as_i64(value).ok_or_else(|| "{value_too_large}".to_string())
-        }
-        other => Err(format!("{{unacceptable_type,{}}}", type_name(other))),
-    }
+    warren_routing::value::as_integer(value)
+        .ok_or_else(|| format!("{{unacceptable_type,{}}}", type_name(value)))
 }
 
 fn string_arg(value: &AMQPValue) -> Result<&str, String> {

@@ -98,13 +98,7 @@ impl Delayed {
         let mut outcome = Outcome::default();
         let mut location = None;
         if message.is_persistent() && exchange.durable {
-            match vhost.log.append(
-                vec![LOG_ID],
-                message.exchange.as_str(),
-                message.routing_key.as_str(),
-                &message.header_bytes(),
-                &message.body,
-            ) {
+            match message.store_in(&vhost.log, vec![LOG_ID]) {
                 Ok(at) => {
                     location = Some(at);
                     outcome.stored = true;

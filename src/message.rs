@@ -15,6 +15,7 @@ use warren_routing::{MessageProperties, RoutableMessage};
 use crate::frame;
 use crate::memory::MemoryCharge;
 use crate::store::record::StoredMessage;
+use crate::store::{Location, MessageLog};
 
 /// An immutable published message.
 #[derive(Debug)]
@@ -100,6 +101,17 @@ impl Message {
         Bytes::from(out).slice(7..7 + payload_len)
     }
 
+    /// Writes this message to `log` once, for the durable queues `queues`.
+    pub fn store_in(&self, log: &MessageLog, queues: Vec<u32>) -> std::io::Result<Location> {
+        log.append(
+            queues,
+            self.exchange.as_str(),
+            self.routing_key.as_str(),
+            &self.header_bytes(),
+            &self.body,
+        )
+    }
+
     /// Rebuilds a message read back from the store.
     pub fn from_stored(stored: StoredMessage) -> Option<Self> {
         let (_, header) =
@@ -143,15 +155,8 @@ pub fn value_as_str(value: &AMQPValue) -> Option<&str> {
 
 /// A header or argument value as an integer, whichever integer type the client used.
 pub fn value_as_i64(value: &AMQPValue) -> Option<i64> {
-    Some(match *value {
-        AMQPValue::ShortShortInt(v) => v.into(),
-        AMQPValue::ShortShortUInt(v) => v.into(),
-        AMQPValue::ShortInt(v) => v.into(),
-        AMQPValue::ShortUInt(v) => v.into(),
-        AMQPValue::LongInt(v) => v.into(),
-        AMQPValue::LongUInt(v) => v.into(),
-        AMQPValue::LongLongInt(v) => v,
-        AMQPValue::Timestamp(v) => i64::try_from(v).ok()?,
-        _ => return None,
-    })
+    match *value {
+        AMQPValue::Timestamp(v) => i64::try_from(v).ok(),
+        _ => warren_routing::value::as_integer(value),
+    }
 }

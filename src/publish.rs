@@ -48,13 +48,7 @@ pub fn enqueue(log: &MessageLog, targets: &[Arc<Queue>], message: Arc<Message>) 
         .filter_map(|q| q.log_id())
         .collect();
     if !ids.is_empty() {
-        match log.append(
-            ids,
-            message.exchange.as_str(),
-            message.routing_key.as_str(),
-            &message.header_bytes(),
-            &message.body,
-        ) {
+        match message.store_in(log, ids) {
             Ok(at) => {
                 location = Some(at);
                 outcome.stored = true;

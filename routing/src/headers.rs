@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use amq_protocol_types::{AMQPValue, FieldTable, ShortString};
 
-use crate::value::{display_value, rabbit_type_name};
+use crate::value::{as_integer, display_value, rabbit_type_name};
 use foldhash::HashMap;
 use smallvec::SmallVec;
 
@@ -131,26 +131,11 @@ fn parse_x_match(value: &AMQPValue) -> Result<(bool, bool), BindError> {
     }
 }
 
-/// An integer header value of any width, as i64 (clients differ in the width
-/// they pick for the same number; RabbitMQ compares the numbers).
-fn integer(value: &AMQPValue) -> Option<i64> {
-    Some(match *value {
-        AMQPValue::ShortShortInt(v) => v.into(),
-        AMQPValue::ShortShortUInt(v) => v.into(),
-        AMQPValue::ShortInt(v) => v.into(),
-        AMQPValue::ShortUInt(v) => v.into(),
-        AMQPValue::LongInt(v) => v.into(),
-        AMQPValue::LongUInt(v) => v.into(),
-        AMQPValue::LongLongInt(v) => v,
-        _ => return None,
-    })
-}
-
 /// AMQP value equality, except that short and long strings with the same
 /// bytes are equal, and integers of different widths with the same value
 /// (also inside arrays and tables).
 fn values_equal(a: &AMQPValue, b: &AMQPValue) -> bool {
-    if let (Some(x), Some(y)) = (integer(a), integer(b)) {
+    if let (Some(x), Some(y)) = (as_integer(a), as_integer(b)) {
         return x == y;
     }
     match (a, b) {
@@ -212,7 +197,7 @@ impl AnchorHasher {
             | AMQPValue::ShortUInt(_)
             | AMQPValue::LongInt(_)
             | AMQPValue::LongUInt(_)
-            | AMQPValue::LongLongInt(_) => (b'I', integer(value).unwrap_or_default() as u64),
+            | AMQPValue::LongLongInt(_) => (b'I', as_integer(value).unwrap_or_default() as u64),
             AMQPValue::Timestamp(v) => (b'T', *v),
             AMQPValue::DecimalValue(d) => (b'D', u64::from(d.scale) << 32 | u64::from(d.value)),
             AMQPValue::Float(_)

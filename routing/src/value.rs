@@ -27,6 +27,21 @@ pub fn rabbit_type_name(value: &AMQPValue) -> &'static str {
     }
 }
 
+/// An integer value of any width, as i64 (clients differ in the width they
+/// pick for the same number; RabbitMQ compares the numbers).
+pub fn as_integer(value: &AMQPValue) -> Option<i64> {
+    Some(match *value {
+        AMQPValue::ShortShortInt(v) => v.into(),
+        AMQPValue::ShortShortUInt(v) => v.into(),
+        AMQPValue::ShortInt(v) => v.into(),
+        AMQPValue::ShortUInt(v) => v.into(),
+        AMQPValue::LongInt(v) => v.into(),
+        AMQPValue::LongUInt(v) => v.into(),
+        AMQPValue::LongLongInt(v) => v,
+        _ => return None,
+    })
+}
+
 /// A value printed as RabbitMQ prints it inside quotes in error texts.
 pub fn display_value(value: &AMQPValue) -> String {
     match value {
