@@ -94,10 +94,8 @@ impl DeliveryChannel {
         }
         st.next_tag += 1;
         if !consumer.no_ack {
-            consumer.unacked.fetch_add(1, Ordering::Relaxed);
-            st.global_unacked += 1;
-            st.unacked.insert(
-                tag,
+            track(
+                &mut st,
                 Unacked {
                     tag,
                     queue: queue.clone(),
@@ -137,9 +135,8 @@ impl DeliveryChannel {
             message.message.encode_content(out, channel, frame_max);
         });
         if !no_ack {
-            st.global_unacked += 1;
-            st.unacked.insert(
-                tag,
+            track(
+                &mut st,
                 Unacked {
                     tag,
                     queue: queue.clone(),
@@ -198,11 +195,7 @@ impl DeliveryChannel {
     pub fn restore(&self, entries: Vec<Unacked>) {
         let mut st = self.state.lock();
         for entry in entries {
-            if let Some(c) = &entry.consumer {
-                c.unacked.fetch_add(1, Ordering::Relaxed);
-            }
-            st.global_unacked += 1;
-            st.unacked.insert(entry.tag, entry);
+            track(&mut st, entry);
         }
     }
 
@@ -218,6 +211,16 @@ impl DeliveryChannel {
     pub fn unacked_count(&self) -> usize {
         self.state.lock().unacked.len()
     }
+}
+
+/// Records a delivery as unacked: the counterpart of [`release`], so the
+/// per-consumer and channel-wide prefetch counts always match the map.
+fn track(st: &mut State, entry: Unacked) {
+    if let Some(c) = &entry.consumer {
+        c.unacked.fetch_add(1, Ordering::Relaxed);
+    }
+    st.global_unacked += 1;
+    st.unacked.insert(entry.tag, entry);
 }
 
 fn release(st: &mut State, taken: &[Unacked]) {
