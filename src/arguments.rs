@@ -92,8 +92,7 @@ pub fn check_equivalent(
     Ok(())
 }
 
-/// The longest TTL RabbitMQ accepts (its timer limit), in milliseconds.
-pub const MAX_EXPIRY: i64 = 4_294_967_295;
+pub use crate::protocol::content::{check_expiry, parse_expiration, MAX_EXPIRY};
 
 /// Checks queue.declare arguments as RabbitMQ does; the error text ends with
 /// RabbitMQ's Erlang term for the problem (`{value_negative,-1}`).
@@ -184,34 +183,6 @@ fn non_negative(v: i64) -> Result<i64, String> {
     }
 }
 
-/// RabbitMQ's check_expiry: a TTL is 0..=MAX_EXPIRY milliseconds.
-pub fn check_expiry(v: i64) -> Result<i64, String> {
-    if v < 0 {
-        Err(format!("{{value_negative,{v}}}"))
-    } else if v > MAX_EXPIRY {
-        Err(format!("{{value_too_large,{v}}}"))
-    } else {
-        Ok(v)
-    }
-}
-
-/// Parses a message's `expiration` property as RabbitMQ does; the error is the
-/// reason printed in `invalid expiration '...': <reason>`.
-pub fn parse_expiration(text: &str) -> Result<u64, String> {
-    let digits_end = text
-        .char_indices()
-        .find(|(i, c)| !(c.is_ascii_digit() || (*i == 0 && (*c == '-' || *c == '+'))))
-        .map_or(text.len(), |(i, _)| i);
-    let (number, rest) = text.split_at(digits_end);
-    let Ok(n) = number.parse::<i64>() else {
-        return Err("no_integer".to_string());
-    };
-    if !rest.is_empty() {
-        return Err(format!("{{leftover_string,\"{rest}\"}}"));
-    }
-    check_expiry(n).map(|n| n as u64)
-}
-
 /// A property mismatch on redeclare (durable, auto_delete, type, internal).
 pub fn inequivalent_property(
     kind: &str,
@@ -265,20 +236,6 @@ mod tests {
             .unwrap_err()
             .to_string()
             .ends_with(": \"unsupported queue type 'bogus'\""));
-    }
-
-    #[test]
-    fn expiration_parsing() {
-        assert_eq!(parse_expiration("1000"), Ok(1000));
-        assert_eq!(parse_expiration("abc"), Err("no_integer".to_string()));
-        assert_eq!(
-            parse_expiration("10abc"),
-            Err("{leftover_string,\"abc\"}".to_string())
-        );
-        assert_eq!(
-            parse_expiration("-5"),
-            Err("{value_negative,-5}".to_string())
-        );
     }
 
     #[test]

@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use amq_protocol::protocol::basic::AMQPProperties;
 use amq_protocol::protocol::{
     access, basic, channel as chan, confirm, exchange, queue as q, tx, AMQPClass,
 };
@@ -28,8 +27,10 @@ use crate::delivery::{self, DeliveryChannel, Unacked};
 use crate::error::{AmqpError, MethodError};
 use crate::exchange_types::Extension;
 use crate::frame::{self, Frame};
+use crate::memory::MemoryCharge;
 use crate::message::{value_as_i64, Message};
 use crate::permissions::{Perm, Resource};
+use crate::protocol::content::ContentHeader;
 use crate::publish;
 use crate::queue::Queue;
 use crate::reply_to;
@@ -42,16 +43,26 @@ pub const MAX_MESSAGE_SIZE: u64 = 128 * 1024 * 1024;
 /// A publish whose content is still arriving.
 struct Content {
     publish: basic::Publish,
-    header: Option<Header>,
-    parts: Vec<Bytes>,
+    header: Option<ContentHeader>,
+    body: PendingBody,
     received: u64,
+    /// What the header and the body so far hold, for the memory alarm.
+    charge: MemoryCharge,
 }
 
-struct Header {
-    properties: Box<AMQPProperties>,
-    raw: Bytes,
-    body_size: u64,
+/// The body frames received so far.
+enum PendingBody {
+    Empty,
+    /// The whole body came in one frame: kept as a slice of the read buffer.
+    Whole(Bytes),
+    /// Several frames, copied together as they arrive (never a list of
+    /// small slices, which would cost more than the bytes themselves).
+    Joining(BytesMut),
 }
+
+/// The most a body being joined reserves up front; larger bodies grow as
+/// their frames arrive, so a header announcing 128 MiB reserves no more.
+const BODY_RESERVE: u64 = 1 << 20;
 
 /// What a settled delivery turns into once it takes effect.
 #[derive(Clone, Copy)]
@@ -181,13 +192,24 @@ impl Channel {
                 self.handle_method(session, *method, &payload)
                     .map_err(|e| MethodError::new(e, class_id, method_id))
             }
-            Frame::Header {
+            Frame::Header { header, .. } => self.handle_header(session, header),
+            Frame::Refused {
                 class_id,
-                body_size,
-                properties,
-                raw,
+                method_id,
+                error,
                 ..
-            } => self.handle_header(session, class_id, body_size, properties, raw),
+            } => {
+                if self.content.is_some() {
+                    return Err(MethodError::new(
+                        AmqpError::UnexpectedFrame(
+                            "expected content body, got non content body frame instead".into(),
+                        ),
+                        60,
+                        40,
+                    ));
+                }
+                Err(MethodError::new(error, class_id, method_id))
+            }
             Frame::Body { data, .. } => self.handle_body(session, data),
             Frame::Heartbeat { .. } => Ok(false),
         };
@@ -235,11 +257,9 @@ impl Channel {
     fn handle_header(
         &mut self,
         session: &mut Session,
-        class_id: u16,
-        body_size: u64,
-        properties: Box<AMQPProperties>,
-        raw: Bytes,
+        header: ContentHeader,
     ) -> Result<bool, MethodError> {
+        let (class_id, body_size) = (header.class_id, header.body_size);
         let Some(content) = &mut self.content else {
             return Err(AmqpError::UnexpectedFrame(
                 "expected method frame, got non method frame instead".into(),
@@ -270,11 +290,8 @@ impl Channel {
                 40,
             ));
         }
-        content.header = Some(Header {
-            properties,
-            raw,
-            body_size,
-        });
+        content.charge.grow(header.properties.raw().len());
+        content.header = Some(header);
         if body_size == 0 {
             self.finish_publish(session)?;
         }
@@ -294,16 +311,33 @@ impl Channel {
             )
             .into());
         };
+        let body_size = header.body_size;
         content.received += data.len() as u64;
-        if content.received > header.body_size {
+        if content.received > body_size {
             return Err(AmqpError::UnexpectedFrame(format!(
-                "content body is longer than the {} bytes its header announced",
-                header.body_size
+                "content body is longer than the {body_size} bytes its header announced"
             ))
             .into());
         }
-        content.parts.push(data);
-        if content.received == header.body_size {
+        content.charge.grow(data.len());
+        content.body = match std::mem::replace(&mut content.body, PendingBody::Empty) {
+            PendingBody::Empty if content.received == body_size => PendingBody::Whole(data),
+            PendingBody::Empty => {
+                let mut joined = BytesMut::with_capacity(body_size.min(BODY_RESERVE) as usize);
+                joined.extend_from_slice(&data);
+                PendingBody::Joining(joined)
+            }
+            PendingBody::Whole(first) => {
+                let mut joined = BytesMut::from(&first[..]);
+                joined.extend_from_slice(&data);
+                PendingBody::Joining(joined)
+            }
+            PendingBody::Joining(mut joined) => {
+                joined.extend_from_slice(&data);
+                PendingBody::Joining(joined)
+            }
+        };
+        if content.received == body_size {
             self.finish_publish(session)?;
         }
         Ok(false)
@@ -314,7 +348,7 @@ impl Channel {
         let Some(Content {
             publish,
             header: Some(header),
-            mut parts,
+            body,
             ..
         }) = self.content.take()
         else {
@@ -329,53 +363,43 @@ impl Channel {
                 publish.routing_key.as_str(),
             )
             .map_err(err)?;
-        let body = match parts.len() {
-            0 => Bytes::new(),
-            1 => parts.pop().unwrap_or_default(),
-            _ => {
-                let mut joined = BytesMut::with_capacity(header.body_size as usize);
-                for part in &parts {
-                    joined.extend_from_slice(part);
-                }
-                joined.freeze()
-            }
+        let body = match body {
+            PendingBody::Empty => Bytes::new(),
+            PendingBody::Whole(body) => body,
+            PendingBody::Joining(joined) => joined.freeze(),
         };
-        if let Some(user_id) = header.properties.user_id() {
-            if user_id.as_str() != session.user.name {
+        let view = header.properties.view();
+        if let Some(user_id) = view.user_id {
+            if user_id != session.user.name {
                 return Err(err(AmqpError::PreconditionFailed(format!(
                     "user_id property set to '{}' but authenticated user was '{}'",
                     user_id, session.user.name
                 ))));
             }
         }
-        if let Some(expiration) = header.properties.expiration() {
-            if let Err(reason) = crate::arguments::parse_expiration(expiration.as_str()) {
+        if let Some(expiration) = view.expiration {
+            if let Err(reason) = crate::arguments::parse_expiration(expiration) {
                 return Err(err(AmqpError::PreconditionFailed(format!(
                     "invalid expiration '{expiration}': {reason}"
                 ))));
             }
         }
-        publish::check_routing_headers(header.properties.headers().as_ref()).map_err(err)?;
+        let direct_reply = view.reply_to == Some(reply_to::QUEUE);
+        publish::check_routing_headers(&header.properties).map_err(err)?;
         let mut message = Message::new(
             publish.exchange.clone(),
             publish.routing_key,
-            *header.properties,
-            Some(header.raw),
+            header.properties,
             body,
         );
-        if message
-            .properties
-            .reply_to()
-            .as_ref()
-            .is_some_and(|r| r.as_str() == reply_to::QUEUE)
-        {
+        if direct_reply {
             let Some(name) = &self.reply_to else {
                 return Err(err(AmqpError::PreconditionFailed(
                     "fast reply consumer does not exist".into(),
                 )));
             };
             let properties = crate::headers::edit_properties(
-                &message.properties,
+                &message,
                 crate::headers::Edit {
                     reply_to: Some(ShortString::from(name.as_str())),
                     ..Default::default()
@@ -493,8 +517,9 @@ impl Channel {
                 Extension::Deduplication(cache) => cache.is_duplicate(&message),
             };
             if !skip {
-                snap.topology
-                    .route(exchange, &message.routable(), &mut self.route);
+                let headers = message.lazy_headers();
+                let routable = message.routable(&headers);
+                snap.topology.route(exchange, &routable, &mut self.route);
                 targets.extend(
                     self.route
                         .queues
@@ -506,7 +531,7 @@ impl Channel {
                         exchange,
                         &RoutableMessage {
                             routing_key: key,
-                            ..message.routable()
+                            ..routable
                         },
                         &mut self.route,
                     );
@@ -867,8 +892,9 @@ impl Channel {
                 self.content = Some(Content {
                     publish: p,
                     header: None,
-                    parts: Vec::new(),
+                    body: PendingBody::Empty,
                     received: 0,
+                    charge: MemoryCharge::default(),
                 });
             }
             basic::AMQPMethod::Qos(qos) => {

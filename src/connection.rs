@@ -500,7 +500,8 @@ impl Connection {
             Frame::Heartbeat { .. } => return Ok(true),
             Frame::Method { channel, .. }
             | Frame::Header { channel, .. }
-            | Frame::Body { channel, .. } => *channel,
+            | Frame::Body { channel, .. }
+            | Frame::Refused { channel, .. } => *channel,
         };
         if channel_id == 0 {
             return self.handle_channel_zero(frame);

@@ -119,7 +119,7 @@ fn publish(queue: &Arc<Queue>, mut letters: Vec<DeadLetter>) {
             queue.settle_location(letter.location);
             continue;
         };
-        let (dead, keys) = make_message(
+        let (dead, keys, deaths) = make_message(
             &message,
             letter.reason,
             queue.name(),
@@ -127,7 +127,6 @@ fn publish(queue: &Arc<Queue>, mut letters: Vec<DeadLetter>) {
             routing_key.as_deref(),
             now,
         );
-        let deaths = deaths_of(&dead);
         targets.clear();
         crate::publish::route_keys(&snap, &exchange, &keys, &dead, &mut route, &mut targets);
         if letter.reason != Reason::Rejected {
@@ -185,7 +184,7 @@ fn load_paged(queue: &Queue, letters: &mut [DeadLetter]) {
 /// `CC` keys (BCC keys were removed at publish).
 pub fn routing_keys(message: &Message) -> Vec<String> {
     let mut keys = vec![message.routing_key.to_string()];
-    if let Some(AMQPValue::FieldArray(cc)) = message.headers().and_then(|h| h.inner().get("CC")) {
+    if let Some(AMQPValue::FieldArray(cc)) = message.header("CC") {
         keys.extend(
             cc.as_slice()
                 .iter()
@@ -196,8 +195,9 @@ pub fn routing_keys(message: &Message) -> Vec<String> {
     keys
 }
 
-/// Builds the dead-lettered copy of `message` and the routing keys to route it
-/// with (`rabbit_dead_letter:make_msg` in RabbitMQ 3.10).
+/// Builds the dead-lettered copy of `message`, the routing keys to route it
+/// with (`rabbit_dead_letter:make_msg` in RabbitMQ 3.10) and the (queue,
+/// reason) of its deaths, most recent first.
 pub fn make_message(
     message: &Message,
     reason: Reason,
@@ -205,7 +205,7 @@ pub fn make_message(
     dead_letter_exchange: &str,
     dead_letter_routing_key: Option<&str>,
     now_secs: u64,
-) -> (Message, Vec<String>) {
+) -> (Message, Vec<String>, Vec<Death>) {
     let original_keys = routing_keys(message);
     let mut map = headers::headers_map(message);
     let long = |s: &str| AMQPValue::LongString(LongString::from(s));
@@ -220,8 +220,8 @@ pub fn make_message(
             original_keys.iter().map(|k| long(k)).collect::<Vec<_>>(),
         )),
     );
-    if let Some(expiration) = message.properties.expiration() {
-        info.insert("original-expiration".into(), long(expiration.as_str()));
+    if let Some(expiration) = message.properties.view().expiration {
+        info.insert("original-expiration".into(), long(expiration));
     }
     let deaths = match map.get("x-death") {
         Some(AMQPValue::FieldArray(existing)) => {
@@ -268,6 +268,7 @@ pub fn make_message(
             vec![AMQPValue::FieldTable(FieldTable::from(info))]
         }
     };
+    let summary = deaths_of(&deaths);
     map.insert(
         "x-death".into(),
         AMQPValue::FieldArray(FieldArray::from(deaths)),
@@ -280,7 +281,7 @@ pub fn make_message(
         None => original_keys,
     };
     let properties = headers::edit_properties(
-        &message.properties,
+        message,
         Edit {
             headers: Some(Some(FieldTable::from(map))),
             drop_expiration: true,
@@ -293,7 +294,7 @@ pub fn make_message(
         ShortString::from(keys[0].as_str()),
         properties,
     );
-    (dead, keys)
+    (dead, keys, summary)
 }
 
 fn field_str<'a>(table: &'a FieldTable, key: &str) -> Option<&'a str> {
@@ -302,26 +303,26 @@ fn field_str<'a>(table: &'a FieldTable, key: &str) -> Option<&'a str> {
 
 /// (queue, reason) of each `x-death` entry, most recent first; None for an
 /// entry that is not a table (a client put it there).
-fn deaths_of(message: &Message) -> Vec<Option<(String, String)>> {
-    match message.headers().and_then(|h| h.inner().get("x-death")) {
-        Some(AMQPValue::FieldArray(deaths)) => deaths
-            .as_slice()
-            .iter()
-            .map(|d| match d {
-                AMQPValue::FieldTable(t) => Some((
-                    field_str(t, "queue").unwrap_or_default().to_string(),
-                    field_str(t, "reason").unwrap_or_default().to_string(),
-                )),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
+fn deaths_of(deaths: &[AMQPValue]) -> Vec<Death> {
+    deaths
+        .iter()
+        .map(|d| match d {
+            AMQPValue::FieldTable(t) => Some((
+                field_str(t, "queue").unwrap_or_default().to_string(),
+                field_str(t, "reason").unwrap_or_default().to_string(),
+            )),
+            _ => None,
+        })
+        .collect()
 }
+
+/// The (queue, reason) of one `x-death` entry; None for an entry that is not
+/// a table.
+type Death = Option<(String, String)>;
 
 /// RabbitMQ's `is_cycle`: the message already died in `queue`, and no death
 /// since then (that one included) was a rejection.
-fn is_cycle(queue: &str, deaths: &[Option<(String, String)>]) -> bool {
+fn is_cycle(queue: &str, deaths: &[Death]) -> bool {
     let Some(at) = deaths
         .iter()
         .position(|d| d.as_ref().is_some_and(|(q, _)| q == queue))
@@ -339,6 +340,8 @@ mod tests {
     use amq_protocol::protocol::basic::AMQPProperties;
     use bytes::Bytes;
 
+    use crate::protocol::content::Properties;
+
     fn message(headers: Option<FieldTable>, expiration: Option<&str>) -> Message {
         let mut p = AMQPProperties::default().with_delivery_mode(2);
         if let Some(h) = headers {
@@ -350,8 +353,7 @@ mod tests {
         Message::new(
             "src".into(),
             "rk".into(),
-            p,
-            None,
+            Properties::encode(4, &p),
             Bytes::from_static(b"body"),
         )
     }
@@ -369,11 +371,11 @@ mod tests {
     #[test]
     fn first_death_as_rabbitmq_writes_it() {
         let m = message(None, Some("50"));
-        let (dead, keys) = make_message(&m, Reason::Expired, "q", "dlx", None, 1000);
+        let (dead, keys, _) = make_message(&m, Reason::Expired, "q", "dlx", None, 1000);
         assert_eq!(keys, vec!["rk".to_string()]);
         assert_eq!(dead.exchange.as_str(), "dlx");
         assert_eq!(dead.routing_key.as_str(), "rk");
-        assert_eq!(dead.properties.expiration(), &None);
+        assert_eq!(dead.properties.expiration(), None);
         let d = death(&dead, 0);
         assert_eq!(d.get("count"), Some(&AMQPValue::LongLongInt(1)));
         assert_eq!(d.get("reason").and_then(value_as_str), Some("expired"));
@@ -384,28 +386,31 @@ mod tests {
             d.get("original-expiration").and_then(value_as_str),
             Some("50")
         );
-        let h = dead.headers().unwrap().inner();
+        let h = dead.headers().unwrap();
         assert_eq!(
-            h.get("x-first-death-queue").and_then(value_as_str),
+            h.inner().get("x-first-death-queue").and_then(value_as_str),
             Some("q")
         );
-        // The header is re-encoded once and decodes back to the same properties.
-        let raw = dead.raw_header.clone().unwrap();
+        // The header is re-encoded once and amq-protocol reads it back.
+        let raw = dead.header_bytes();
         let (_, parsed) = amq_protocol::frame::parsing::parse_content_header(&raw[..]).unwrap();
-        assert_eq!(parsed.properties, dead.properties);
+        assert_eq!(parsed.properties, dead.properties.decode());
+        assert_eq!(parsed.body_size, 4);
     }
 
     #[test]
     fn same_queue_and_reason_counts_up_and_moves_first() {
         let m = message(None, None);
-        let (d1, _) = make_message(&m, Reason::Rejected, "a", "x", None, 1);
-        let (d2, _) = make_message(&d1, Reason::Rejected, "b", "x", None, 2);
-        let (d3, _) = make_message(&d2, Reason::Rejected, "a", "x", None, 3);
+        let (d1, _, _) = make_message(&m, Reason::Rejected, "a", "x", None, 1);
+        let (d2, _, _) = make_message(&d1, Reason::Rejected, "b", "x", None, 2);
+        let (d3, _, deaths) = make_message(&d2, Reason::Rejected, "a", "x", None, 3);
         let a = death(&d3, 0);
         assert_eq!(a.get("queue").and_then(value_as_str), Some("a"));
         assert_eq!(a.get("count"), Some(&AMQPValue::LongLongInt(2)));
         assert_eq!(a.get("time"), Some(&AMQPValue::Timestamp(1)));
         assert_eq!(death(&d3, 1).get("queue").and_then(value_as_str), Some("b"));
+        let d = |q: &str| Some((q.to_string(), "rejected".to_string()));
+        assert_eq!(deaths, vec![d("a"), d("b")]);
     }
 
     #[test]
@@ -418,10 +423,10 @@ mod tests {
             )])),
         );
         let m = message(Some(h), None);
-        let (dead, keys) = make_message(&m, Reason::Rejected, "q", "dlx", None, 0);
+        let (dead, keys, _) = make_message(&m, Reason::Rejected, "q", "dlx", None, 0);
         assert_eq!(keys, vec!["rk".to_string(), "cc1".to_string()]);
         assert!(dead.headers().unwrap().contains_key("CC"));
-        let (dead, keys) = make_message(&m, Reason::Rejected, "q", "dlx", Some("dk"), 0);
+        let (dead, keys, _) = make_message(&m, Reason::Rejected, "q", "dlx", Some("dk"), 0);
         assert_eq!(keys, vec!["dk".to_string()]);
         assert_eq!(dead.routing_key.as_str(), "dk");
         assert!(!dead.headers().unwrap().contains_key("CC"));

@@ -22,7 +22,7 @@ pub const HEADER: &str = "x-deduplication-header";
 /// The deduplication key of a message, if it has the header. Strings of either
 /// kind and integers of any width compare by value.
 pub fn message_key(message: &Message) -> Option<String> {
-    message.headers()?.inner().get(HEADER).map(key_of)
+    message.header(HEADER).as_ref().map(key_of)
 }
 
 fn key_of(value: &AMQPValue) -> String {
@@ -72,8 +72,8 @@ impl Cache {
             return false;
         };
         let ttl = message
-            .headers()
-            .and_then(|h| h.inner().get(TTL_HEADER))
+            .header(TTL_HEADER)
+            .as_ref()
             .and_then(value_as_i64)
             .and_then(|t| u64::try_from(t).ok())
             .or(self.ttl);

@@ -72,8 +72,8 @@ impl Default for Delayed {
 /// most [`MAX_DELAY`]. Integers of any width, numeric strings and floats
 /// (truncated) count, as for the plugin.
 pub fn delay_of(message: &Message) -> Option<u64> {
-    let value = message.headers()?.inner().get("x-delay")?;
-    let delay = match value {
+    let value = message.header("x-delay")?;
+    let delay = match &value {
         AMQPValue::Float(f) => *f as i64,
         AMQPValue::Double(d) => *d as i64,
         other => match value_as_i64(other) {
@@ -259,8 +259,10 @@ mod tests {
         Message::new(
             "x".into(),
             "k".into(),
-            AMQPProperties::default().with_headers(h),
-            None,
+            crate::protocol::content::Properties::encode(
+                0,
+                &AMQPProperties::default().with_headers(h),
+            ),
             Bytes::new(),
         )
     }

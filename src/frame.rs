@@ -9,11 +9,14 @@
 //! without a copy, and a content header keeps its raw encoding so deliveries can
 //! re-send the properties byte for byte without re-encoding them.
 
-use amq_protocol::frame::{gen_frame, AMQPContentHeader, AMQPFrame};
-use amq_protocol::protocol::{basic::AMQPProperties, AMQPClass};
+use amq_protocol::frame::{gen_frame, AMQPFrame};
+use amq_protocol::protocol::AMQPClass;
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::error::AmqpError;
+use crate::protocol::content::{ContentError, ContentHeader};
+use crate::protocol::field::FieldError;
+use crate::protocol::method::{self, MethodDecodeError};
 
 pub const FRAME_METHOD: u8 = 1;
 pub const FRAME_HEADER: u8 = 2;
@@ -37,11 +40,8 @@ pub enum Frame {
     },
     Header {
         channel: u16,
-        class_id: u16,
-        body_size: u64,
-        properties: Box<AMQPProperties>,
-        /// The whole header payload as received (class, weight, size, properties).
-        raw: Bytes,
+        /// Checked, kept as received.
+        header: ContentHeader,
     },
     Body {
         channel: u16,
@@ -49,6 +49,14 @@ pub enum Frame {
     },
     Heartbeat {
         channel: u16,
+    },
+    /// A channel method whose arguments the channel must refuse (a field
+    /// table nested too deep): a channel error, not a connection error.
+    Refused {
+        channel: u16,
+        class_id: u16,
+        method_id: u16,
+        error: AmqpError,
     },
 }
 
@@ -82,7 +90,9 @@ pub fn parse(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, AmqpEr
     let channel = u16::from_be_bytes([buf[1], buf[2]]);
     let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]) as usize;
     let max_payload = (frame_max as usize).saturating_sub(FRAME_OVERHEAD);
-    if size > max_payload {
+    // RabbitMQ allows 8 bytes of slack (its FRAME_SIZE_FUDGE) over the
+    // payload frame_max leaves, and names the strict figure in its text.
+    if size > max_payload + FRAME_OVERHEAD {
         if !matches!(
             kind,
             FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
@@ -139,15 +149,31 @@ fn parse_method(channel: u16, payload: Bytes) -> Result<Frame, AmqpError> {
             "unknown method: class {class_id}, method {method_id}"
         )));
     }
-    match amq_protocol::protocol::parse_class(&payload[..]) {
-        Ok((_, method)) => Ok(Frame::Method {
+    match method::decode(&payload) {
+        Ok(method) => Ok(Frame::Method {
             channel,
             class_id,
             method_id,
             method: Box::new(method),
             payload,
         }),
-        Err(_) => Err(AmqpError::SyntaxError(format!(
+        // Deep arguments are the channel's to refuse; before login (channel
+        // 0, connection.start-ok) they close the connection.
+        Err(MethodDecodeError::Table(FieldError::TooDeep)) if channel != 0 => Ok(Frame::Refused {
+            channel,
+            class_id,
+            method_id,
+            error: AmqpError::PreconditionFailed(format!(
+                "arguments of {}: {}",
+                method_name(class_id, method_id),
+                FieldError::TooDeep
+            )),
+        }),
+        Err(MethodDecodeError::Table(e)) => Err(AmqpError::SyntaxError(format!(
+            "malformed arguments for method {}: {e}",
+            method_name(class_id, method_id)
+        ))),
+        Err(MethodDecodeError::Malformed) => Err(AmqpError::SyntaxError(format!(
             "malformed arguments for method {}",
             method_name(class_id, method_id)
         ))),
@@ -155,14 +181,12 @@ fn parse_method(channel: u16, payload: Bytes) -> Result<Frame, AmqpError> {
 }
 
 fn parse_header(channel: u16, payload: Bytes) -> Result<Frame, AmqpError> {
-    match amq_protocol::frame::parsing::parse_content_header(&payload[..]) {
-        Ok((_, header)) => Ok(Frame::Header {
-            channel,
-            class_id: header.class_id,
-            body_size: header.body_size,
-            properties: Box::new(header.properties),
-            raw: payload,
-        }),
+    match ContentHeader::parse(payload) {
+        Ok(header) => Ok(Frame::Header { channel, header }),
+        Err(ContentError::Headers(FieldError::TooDeep)) => Err(AmqpError::SyntaxError(format!(
+            "content header: headers: {}",
+            FieldError::TooDeep
+        ))),
         Err(_) => Err(AmqpError::FrameError(
             "malformed content header frame".to_string(),
         )),
@@ -197,7 +221,18 @@ pub fn method_name(class_id: u16, method_id: u16) -> String {
         90 => "tx",
         _ => return format!("{class_id}.{method_id}"),
     };
-    format!("{class}.{method_id}")
+    let method = match (class_id, method_id) {
+        (10, 11) => "start_ok",
+        (10, 31) => "tune_ok",
+        (10, 40) => "open",
+        (40, 10) | (50, 10) => "declare",
+        (40, 30) | (50, 20) => "bind",
+        (40, 40) | (50, 50) => "unbind",
+        (60, 20) => "consume",
+        (60, 40) => "publish",
+        _ => return format!("{class}.{method_id}"),
+    };
+    format!("{class}.{method}")
 }
 
 /// Appends one frame, encoded by amq-protocol, to `out`.
@@ -214,21 +249,6 @@ fn push_frame(out: &mut Vec<u8>, frame: &AMQPFrame) {
 /// Appends a method frame.
 pub fn push_method(out: &mut Vec<u8>, channel: u16, method: AMQPClass) {
     push_frame(out, &AMQPFrame::Method(channel, method));
-}
-
-/// Appends a content header built from properties (used when no raw header exists).
-pub fn push_header(out: &mut Vec<u8>, channel: u16, body_size: u64, properties: AMQPProperties) {
-    push_frame(
-        out,
-        &AMQPFrame::Header(
-            channel,
-            AMQPContentHeader {
-                class_id: 60,
-                body_size,
-                properties,
-            },
-        ),
-    );
 }
 
 /// Appends a content header whose payload was received from a publisher.

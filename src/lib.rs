@@ -33,6 +33,7 @@ pub mod outbox;
 pub mod password;
 pub mod permissions;
 pub mod policy;
+pub mod protocol;
 pub mod publish;
 pub mod queue;
 pub mod queue_args;

@@ -1,8 +1,10 @@
 //! The memory alarm: how many bytes in-memory messages hold, and the throttle
 //! on publishers when that passes the high watermark.
 //!
-//! Every [`Message`](crate::message::Message) carries a [`MemoryCharge`] for its
-//! size, released when the last queue drops it (paged-out messages hold none).
+//! Every [`Message`](crate::message::Message) carries a [`MemoryCharge`] for
+//! what it holds (its bytes and its bookkeeping), released when the last
+//! queue drops it (paged-out messages hold none); so does every message whose
+//! body is still arriving.
 //! When the total passes the limit the alarm goes off: connections that publish
 //! stop reading their sockets (TCP back-pressure) after telling clients that
 //! announced `connection.blocked`, as RabbitMQ's memory alarm does; consumers
@@ -14,9 +16,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::LazyLock;
 
 use tokio::sync::Notify;
-
-/// What a message is charged beyond its body: properties, routing data, bookkeeping.
-const OVERHEAD: usize = 256;
 
 static USED: AtomicUsize = AtomicUsize::new(0);
 /// 0: no limit.
@@ -68,13 +67,21 @@ pub fn fraction_of_total(fraction: f64) -> usize {
     (total as f64 * fraction) as usize
 }
 
-/// One message's share of the counter, released on drop.
-#[derive(Debug)]
+/// One holder's share of the counter (a message, a body being received),
+/// released on drop.
+#[derive(Debug, Default)]
 pub struct MemoryCharge(usize);
 
 impl MemoryCharge {
-    pub fn new(body_len: usize) -> Self {
-        let bytes = body_len + OVERHEAD;
+    pub fn new(bytes: usize) -> Self {
+        let mut charge = Self(0);
+        charge.grow(bytes);
+        charge
+    }
+
+    /// Charges `bytes` more (a body that received another frame).
+    pub fn grow(&mut self, bytes: usize) {
+        self.0 += bytes;
         let now = USED.fetch_add(bytes, Ordering::Relaxed) + bytes;
         let limit = limit();
         if limit != 0 && now > limit && !ALARM.swap(true, Ordering::Relaxed) {
@@ -84,7 +91,6 @@ impl MemoryCharge {
                 "memory alarm: publishers are blocked until consumers catch up"
             );
         }
-        Self(bytes)
     }
 }
 

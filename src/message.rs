@@ -1,79 +1,132 @@
 //! A published message, as queues hold it.
 //!
 //! A message is built once by the publishing channel and shared (`Arc`) by every
-//! queue it is routed to; its body is a `Bytes` cut straight out of the
-//! connection's read buffer, so routing to N queues copies nothing. The content
-//! header is kept in its received encoding too: a delivery writes those bytes
-//! back unchanged, which both saves re-encoding and guarantees that header tables
-//! round-trip exactly as the publisher sent them.
+//! queue it is routed to, so routing to N queues copies nothing. Its properties
+//! are kept as the content-header bytes the publisher sent
+//! ([`Properties`]): a delivery writes them back unchanged (header tables
+//! round-trip exactly), and the headers table is decoded only when something
+//! reads it (a headers exchange, a selector, dead-lettering). A small message
+//! is copied out of the connection's read buffer into one allocation of its
+//! own, so that what it holds in memory is what it is, and what the memory
+//! alarm is charged ([`MemoryCharge`]).
 
-use amq_protocol::protocol::basic::AMQPProperties;
+use std::cell::OnceCell;
+
 use amq_protocol::types::{AMQPValue, FieldTable, ShortString};
-use bytes::Bytes;
-use warren_routing::{MessageProperties, RoutableMessage};
+use bytes::{Bytes, BytesMut};
+use warren_routing::{HeaderSource, Headers, MessageProperties, RoutableMessage};
 
 use crate::frame;
 use crate::memory::MemoryCharge;
+use crate::protocol::content::{ContentHeader, Properties};
 use crate::store::record::StoredMessage;
 use crate::store::{Location, MessageLog};
+
+/// Messages (header and body) smaller than this are copied into an
+/// allocation of their own instead of keeping the buffer they were read into.
+const COPY_BELOW: usize = 64 * 1024;
+
+/// What a message costs beyond its bytes: the `Message` itself in its `Arc`,
+/// allocator rounding for its three allocations, and one queue entry.
+const OVERHEAD: usize = std::mem::size_of::<Message>() + 16 + 3 * 16 + 56;
 
 /// An immutable published message.
 #[derive(Debug)]
 pub struct Message {
     pub exchange: ShortString,
     pub routing_key: ShortString,
-    pub properties: AMQPProperties,
-    /// The content-header payload as the publisher sent it, if it still matches
-    /// `properties` (None once the broker changed the properties).
-    pub raw_header: Option<Bytes>,
+    /// The content header, as received or as the broker re-encoded it.
+    pub properties: Properties,
     pub body: Bytes,
     /// This message's share of the memory alarm's counter.
     _charge: MemoryCharge,
 }
 
 impl Message {
+    /// A message whose header and body were cut out of a larger buffer (a
+    /// connection's read buffer, a batch read from the log): a small one is
+    /// copied out, so it does not keep that buffer alive.
     pub fn new(
         exchange: ShortString,
         routing_key: ShortString,
-        properties: AMQPProperties,
-        raw_header: Option<Bytes>,
+        mut properties: Properties,
+        mut body: Bytes,
+    ) -> Self {
+        let header_len = properties.raw().len();
+        if header_len + body.len() < COPY_BELOW {
+            let mut own = BytesMut::with_capacity(header_len + body.len());
+            own.extend_from_slice(properties.raw());
+            own.extend_from_slice(&body);
+            let own = own.freeze();
+            properties = properties.rebased(own.slice(..header_len));
+            body = own.slice(header_len..);
+        }
+        Self::from_parts(exchange, routing_key, properties, body)
+    }
+
+    /// A message made of parts that hold no one else's bytes (a header the
+    /// broker encoded, the body of another message).
+    pub fn from_parts(
+        exchange: ShortString,
+        routing_key: ShortString,
+        properties: Properties,
         body: Bytes,
     ) -> Self {
+        let header_len = properties.raw().len();
+        let bytes = OVERHEAD + exchange.as_str().len() + routing_key.as_str().len();
         Self {
-            _charge: MemoryCharge::new(body.len()),
+            _charge: MemoryCharge::new(bytes + header_len + body.len()),
             exchange,
             routing_key,
             properties,
-            raw_header,
             body,
         }
     }
 
-    pub fn headers(&self) -> Option<&FieldTable> {
-        self.properties.headers().as_ref()
+    /// The headers table, decoded (None without one).
+    pub fn headers(&self) -> Option<FieldTable> {
+        self.properties.headers()
+    }
+
+    /// One top-level header, decoded alone.
+    pub fn header(&self, key: &str) -> Option<AMQPValue> {
+        self.properties.header(key)
+    }
+
+    /// The headers as routing reads them: decoded at most once, and only if a
+    /// headers exchange or a selector asks.
+    pub fn lazy_headers(&self) -> LazyHeaders<'_> {
+        LazyHeaders {
+            message: self,
+            table: OnceCell::new(),
+        }
     }
 
     /// What routing reads of this message (binding selectors included),
     /// borrowed: building it allocates nothing.
-    pub fn routable(&self) -> RoutableMessage<'_> {
-        let p = &self.properties;
+    pub fn routable<'a>(&'a self, headers: &'a LazyHeaders<'a>) -> RoutableMessage<'a> {
+        let p = self.properties.view();
         RoutableMessage {
             routing_key: self.routing_key.as_str(),
-            headers: self.headers(),
+            headers: if self.properties.has_headers() {
+                Headers::Lazy(headers)
+            } else {
+                Headers::None
+            },
             exchange: self.exchange.as_str(),
             properties: MessageProperties {
-                content_type: text(p.content_type()),
-                content_encoding: text(p.content_encoding()),
-                delivery_mode: *p.delivery_mode(),
-                priority: *p.priority(),
-                correlation_id: text(p.correlation_id()),
-                reply_to: text(p.reply_to()),
-                expiration: text(p.expiration()),
-                message_id: text(p.message_id()),
-                timestamp: *p.timestamp(),
-                message_type: text(p.kind()),
-                user_id: text(p.user_id()),
-                app_id: text(p.app_id()),
+                content_type: p.content_type,
+                content_encoding: p.content_encoding,
+                delivery_mode: p.delivery_mode,
+                priority: p.priority,
+                correlation_id: p.correlation_id,
+                reply_to: p.reply_to,
+                expiration: p.expiration,
+                message_id: p.message_id,
+                timestamp: p.timestamp,
+                message_type: p.kind,
+                user_id: p.user_id,
+                app_id: p.app_id,
             },
             body: &self.body,
         }
@@ -81,7 +134,7 @@ impl Message {
 
     /// Whether the publisher asked for persistence (delivery-mode 2).
     pub fn is_persistent(&self) -> bool {
-        *self.properties.delivery_mode() == Some(2)
+        self.properties.delivery_mode() == Some(2)
     }
 
     /// Size as RabbitMQ counts it for byte limits: the body.
@@ -89,16 +142,9 @@ impl Message {
         self.body.len()
     }
 
-    /// The content-header payload: as received, or encoded from the properties.
+    /// The content-header payload, as it is sent.
     pub fn header_bytes(&self) -> Bytes {
-        if let Some(raw) = &self.raw_header {
-            return raw.clone();
-        }
-        let mut out = Vec::new();
-        frame::push_header(&mut out, 0, self.body.len() as u64, self.properties.clone());
-        // Strip the framing around the payload: type, channel, size ... frame-end.
-        let payload_len = out.len().saturating_sub(frame::FRAME_OVERHEAD);
-        Bytes::from(out).slice(7..7 + payload_len)
+        self.properties.raw().clone()
     }
 
     /// Writes this message to `log` once, for the durable queues `queues`.
@@ -107,41 +153,40 @@ impl Message {
             queues,
             self.exchange.as_str(),
             self.routing_key.as_str(),
-            &self.header_bytes(),
+            self.properties.raw(),
             &self.body,
         )
     }
 
-    /// Rebuilds a message read back from the store.
+    /// Rebuilds a message read back from the store (None if its header does
+    /// not read back, which the record's checksum makes unlikely).
     pub fn from_stored(stored: StoredMessage) -> Option<Self> {
-        let (_, header) =
-            amq_protocol::frame::parsing::parse_content_header(&stored.raw_header[..]).ok()?;
+        let header = ContentHeader::parse(stored.raw_header).ok()?;
         Some(Self::new(
-            ShortString::from(stored.exchange),
-            ShortString::from(stored.routing_key),
+            ShortString::try_new(stored.exchange).ok()?,
+            ShortString::try_new(stored.routing_key).ok()?,
             header.properties,
-            Some(stored.raw_header),
             stored.body,
         ))
     }
 
     /// Appends the content header and body frames of this message on `channel`.
     pub fn encode_content(&self, out: &mut Vec<u8>, channel: u16, frame_max: u32) {
-        match &self.raw_header {
-            Some(raw) => frame::push_raw_header(out, channel, raw),
-            None => frame::push_header(
-                out,
-                channel,
-                self.body.len() as u64,
-                self.properties.clone(),
-            ),
-        }
+        frame::push_raw_header(out, channel, self.properties.raw());
         frame::push_body(out, channel, &self.body, frame_max);
     }
 }
 
-fn text(v: &Option<ShortString>) -> Option<&str> {
-    v.as_ref().map(ShortString::as_str)
+/// A message's headers, decoded the first time routing asks for them.
+pub struct LazyHeaders<'m> {
+    message: &'m Message,
+    table: OnceCell<Option<FieldTable>>,
+}
+
+impl HeaderSource for LazyHeaders<'_> {
+    fn table(&self) -> Option<&FieldTable> {
+        self.table.get_or_init(|| self.message.headers()).as_ref()
+    }
 }
 
 /// A header value as a string, whichever string type the client used.

@@ -11,6 +11,8 @@
 use std::sync::Arc;
 
 use amq_protocol::types::{AMQPValue, FieldTable};
+
+use crate::protocol::content::Properties;
 use tracing::error;
 use warren_routing::{RoutableMessage, Route};
 
@@ -74,17 +76,17 @@ const ROUTING_HEADERS: [&str; 2] = ["CC", "BCC"];
 
 /// Checks the `CC` and `BCC` headers as RabbitMQ does: each must be an array
 /// (its string elements are routing keys).
-pub fn check_routing_headers(headers: Option<&FieldTable>) -> Result<(), AmqpError> {
-    let Some(headers) = headers else {
+pub fn check_routing_headers(properties: &Properties) -> Result<(), AmqpError> {
+    if !properties.has_headers() {
         return Ok(());
-    };
+    }
     for key in ROUTING_HEADERS {
-        match headers.inner().get(key) {
+        match properties.header(key) {
             None | Some(AMQPValue::FieldArray(_)) => {}
             Some(other) => {
                 return Err(AmqpError::PreconditionFailed(format!(
                     "invalid message: {{unacceptable_type_in_header,\"{key}\",{}}}",
-                    type_name(other)
+                    type_name(&other)
                 )))
             }
         }
@@ -95,13 +97,13 @@ pub fn check_routing_headers(headers: Option<&FieldTable>) -> Result<(), AmqpErr
 /// The extra routing keys of a message (`CC` then `BCC`), and whether it has a
 /// `BCC` header to remove.
 pub fn extra_keys(message: &Message) -> (Vec<String>, bool) {
-    let Some(headers) = message.headers() else {
+    if !message.properties.has_headers() {
         return (Vec::new(), false);
-    };
+    }
     let mut keys = Vec::new();
     let mut bcc = false;
     for key in ROUTING_HEADERS {
-        if let Some(value) = headers.inner().get(key) {
+        if let Some(value) = message.header(key) {
             bcc |= key == "BCC";
             if let AMQPValue::FieldArray(routes) = value {
                 keys.extend(
@@ -122,7 +124,7 @@ pub fn strip_bcc(message: &Message) -> Message {
     let mut map = headers::headers_map(message);
     map.remove("BCC");
     let properties = headers::edit_properties(
-        &message.properties,
+        message,
         Edit {
             headers: Some(Some(FieldTable::from(map))),
             ..Edit::default()
@@ -151,6 +153,8 @@ pub fn route_keys(
             targets.push(queue.clone());
         }
     };
+    let headers = message.lazy_headers();
+    let routable = message.routable(&headers);
     for key in keys {
         if exchange.is_empty() {
             if let Some(queue) = snap.queues.get(key.as_str()) {
@@ -162,7 +166,7 @@ pub fn route_keys(
             exchange,
             &RoutableMessage {
                 routing_key: key,
-                ..message.routable()
+                ..routable
             },
             route,
         );

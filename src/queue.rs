@@ -406,8 +406,7 @@ impl Queue {
         let own = message
             .properties
             .expiration()
-            .as_ref()
-            .and_then(|e| crate::arguments::parse_expiration(e.as_str()).ok());
+            .and_then(|e| crate::arguments::parse_expiration(e).ok());
         deadline(ttl, own, published)
     }
 

@@ -103,7 +103,7 @@ fn topic(c: &mut Criterion) {
         .iter()
         .map(|k| RoutableMessage {
             routing_key: k,
-            headers: None,
+            headers: warren_routing::Headers::None,
             ..Default::default()
         })
         .collect();
@@ -132,7 +132,7 @@ fn direct(c: &mut Criterion) {
         .iter()
         .map(|k| RoutableMessage {
             routing_key: k,
-            headers: None,
+            headers: warren_routing::Headers::None,
             ..Default::default()
         })
         .collect();
@@ -180,7 +180,7 @@ fn headers(c: &mut Criterion) {
         .iter()
         .map(|h| RoutableMessage {
             routing_key: "",
-            headers: Some(h),
+            headers: Some(h).into(),
             ..Default::default()
         })
         .collect();
@@ -196,7 +196,7 @@ fn fanout(c: &mut Criterion) {
     }
     let messages = [RoutableMessage {
         routing_key: "anything",
-        headers: None,
+        headers: warren_routing::Headers::None,
         ..Default::default()
     }];
     bench_messages(c, "fanout_100_queues", &t, "fanout", &messages);

@@ -94,7 +94,7 @@ fn header_selector(c: &mut Criterion) {
         .iter()
         .map(|h| RoutableMessage {
             routing_key: "orders.new",
-            headers: Some(h),
+            headers: Some(h).into(),
             exchange: "orders",
             properties: properties(),
             ..Default::default()
@@ -159,7 +159,7 @@ fn fanout_1k_selector_bindings(c: &mut Criterion) {
         .iter()
         .map(|h| RoutableMessage {
             routing_key: "orders.new",
-            headers: Some(h),
+            headers: Some(h).into(),
             exchange: "fanout",
             properties: properties(),
             ..Default::default()

@@ -50,7 +50,7 @@ impl<T: PartialEq> Matcher<T> {
             Matcher::Direct(m) => m.route(message.routing_key, out),
             Matcher::Fanout(m) => m.route(out),
             Matcher::Topic(m) => m.route(message.routing_key, out),
-            Matcher::Headers(m) => m.route(message.headers, out),
+            Matcher::Headers(m) => m.route(message.headers.get(), out),
         }
     }
 }
@@ -276,7 +276,7 @@ mod tests {
         let mut out = Vec::new();
         let msg = RoutableMessage {
             routing_key: key,
-            headers,
+            headers: headers.into(),
             ..Default::default()
         };
         let matched = t.route(&msg, &mut |d| out.push(d.clone()));

@@ -39,7 +39,7 @@ pub use amq_protocol_types::{AMQPValue, FieldTable};
 pub use binding::{BindError, Binding, Destination};
 pub use exchange::ExchangeTable;
 pub use kind::ExchangeKind;
-pub use route::{MessageProperties, RoutableMessage, Route};
+pub use route::{HeaderSource, Headers, MessageProperties, RoutableMessage, Route};
 pub use selector::{
     Selector, SelectorError, SelectorInput, Truth, JMS_SELECTOR_ARGUMENT, MAX_DEPTH, MAX_NESTING,
     MAX_SELECTOR_LEN, SELECTOR_ARGUMENT,

@@ -17,13 +17,63 @@ use amq_protocol_types::FieldTable;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RoutableMessage<'a> {
     pub routing_key: &'a str,
-    pub headers: Option<&'a FieldTable>,
+    /// The headers table, decoded only if a headers exchange or a selector
+    /// asks for it ([`Headers::Lazy`]).
+    pub headers: Headers<'a>,
     /// The exchange the message was published to (`sys.exchange`).
     pub exchange: &'a str,
     /// The basic properties selectors can read as `sys.<property>`.
     pub properties: MessageProperties<'a>,
     /// The message body; parsed as JSON only if a selector reads `body.…`.
     pub body: &'a [u8],
+}
+
+/// Where routing finds a message's headers table.
+#[derive(Clone, Copy, Default)]
+pub enum Headers<'a> {
+    /// The message has no headers.
+    #[default]
+    None,
+    /// Already decoded.
+    Table(&'a FieldTable),
+    /// Decoded on first use (most publishes never need their headers).
+    Lazy(&'a dyn HeaderSource),
+}
+
+/// A headers table that is decoded when first asked for.
+pub trait HeaderSource {
+    /// The table; the same one on every call.
+    fn table(&self) -> Option<&FieldTable>;
+}
+
+impl<'a> Headers<'a> {
+    /// The headers table, decoding it if needed.
+    pub fn get(self) -> Option<&'a FieldTable> {
+        match self {
+            Headers::None => None,
+            Headers::Table(table) => Some(table),
+            Headers::Lazy(source) => source.table(),
+        }
+    }
+}
+
+impl<'a> From<Option<&'a FieldTable>> for Headers<'a> {
+    fn from(table: Option<&'a FieldTable>) -> Self {
+        match table {
+            Some(table) => Headers::Table(table),
+            None => Headers::None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Headers<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Headers::None => f.write_str("None"),
+            Headers::Table(_) => f.write_str("Table"),
+            Headers::Lazy(_) => f.write_str("Lazy"),
+        }
+    }
 }
 
 /// The AMQP basic properties a selector can read, borrowed from the message

@@ -225,7 +225,7 @@ mod tests {
             exchange,
             &RoutableMessage {
                 routing_key: key,
-                headers: h,
+                headers: h.into(),
                 ..Default::default()
             },
             &mut route,
@@ -292,7 +292,7 @@ mod tests {
             "missing",
             &RoutableMessage {
                 routing_key: "k",
-                headers: None,
+                headers: crate::Headers::None,
                 ..Default::default()
             },
             &mut route,
@@ -471,7 +471,7 @@ mod tests {
         let mut route = Route::default();
         let msg = RoutableMessage {
             routing_key: "",
-            headers: None,
+            headers: crate::Headers::None,
             ..Default::default()
         };
         t.route("f", &msg, &mut route);

@@ -194,7 +194,7 @@ fn routed(
         exchange,
         &RoutableMessage {
             routing_key: key,
-            headers,
+            headers: headers.into(),
             ..Default::default()
         },
         &mut route,

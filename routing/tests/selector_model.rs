@@ -583,7 +583,7 @@ proptest! {
         let body = m.body.as_ref().map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
         let message = RoutableMessage {
             routing_key: m.routing_key,
-            headers: headers.as_ref(),
+            headers: headers.as_ref().into(),
             exchange: "x",
             properties: MessageProperties {
                 priority: m.priority,

@@ -517,7 +517,8 @@ fn recover_segment(
             Read::Record { len, payload } => {
                 match record::decode(payload.clone()) {
                     Some(msg) => {
-                        let scan = crate::headers::scan_header(&msg.raw_header);
+                        let (priority, expiration) =
+                            crate::protocol::content::scan_priority_and_expiration(&msg.raw_header);
                         for &queue in &msg.queues {
                             let key = (offset as u32, queue);
                             if live(queue) && !settled.contains(&key) {
@@ -532,8 +533,8 @@ fn recover_segment(
                                     delivered: delivered.contains(&key),
                                     body_len: msg.body.len() as u32,
                                     timestamp: msg.timestamp,
-                                    priority: scan.priority,
-                                    expiration: scan.expiration,
+                                    priority,
+                                    expiration,
                                 });
                             }
                         }

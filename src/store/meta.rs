@@ -3,7 +3,9 @@
 //!
 //! Every change is flushed before the method that made it is answered, so a
 //! declare-ok means the definition survives a crash. Values are JSON; the AMQP
-//! argument tables serialise through amq-protocol's own serde support.
+//! argument tables inside them are stored in their wire encoding (base64),
+//! written and read without recursion however deeply a client nested them
+//! (tables stored by earlier versions as JSON maps still read back).
 
 use std::io;
 use std::path::Path;
@@ -19,6 +21,7 @@ pub struct ExchangeDef {
     pub durable: bool,
     pub auto_delete: bool,
     pub internal: bool,
+    #[serde(with = "wire_table")]
     pub arguments: FieldTable,
 }
 
@@ -29,6 +32,7 @@ pub struct QueueDef {
     /// The queue's id in its vhost's message log; never reused.
     pub id: u32,
     pub auto_delete: bool,
+    #[serde(with = "wire_table")]
     pub arguments: FieldTable,
 }
 
@@ -40,7 +44,44 @@ pub struct BindingDef {
     pub destination_type: String,
     pub destination: String,
     pub routing_key: String,
+    #[serde(with = "wire_table")]
     pub arguments: FieldTable,
+}
+
+/// An argument table as base64 of its AMQP encoding.
+mod wire_table {
+    use amq_protocol::types::FieldTable;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::protocol::field;
+
+    pub fn serialize<S: Serializer>(table: &FieldTable, s: S) -> Result<S::Ok, S::Error> {
+        let encoded = field::encoded_table(table);
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(encoded))
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Wire(String),
+        /// Written by versions that stored tables as JSON maps.
+        Json(FieldTable),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<FieldTable, D::Error> {
+        match Stored::deserialize(d)? {
+            Stored::Json(table) => Ok(table),
+            Stored::Wire(text) => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .map_err(serde::de::Error::custom)?;
+                field::decode_table(&bytes)
+                    .map(|(table, _)| table)
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    }
 }
 
 /// The sled database of definitions.
@@ -259,5 +300,33 @@ mod tests {
         meta.remove_bindings_of("/", "queue", "q").unwrap();
         assert!(meta.bindings().unwrap().is_empty());
         assert!(meta.next_queue_id().unwrap() > 1);
+    }
+
+    #[test]
+    fn argument_tables_read_back_deep_and_in_the_old_json_form() {
+        use amq_protocol::types::AMQPValue;
+        let mut deep = FieldTable::default();
+        for _ in 0..1000 {
+            let mut outer = FieldTable::default();
+            outer.insert("x".into(), AMQPValue::FieldTable(deep));
+            deep = outer;
+        }
+        let def = QueueDef {
+            vhost: "/".into(),
+            name: "q".into(),
+            id: 1,
+            auto_delete: false,
+            arguments: deep,
+        };
+        let json = serde_json::to_vec(&def).unwrap();
+        let back: QueueDef = serde_json::from_slice(&json).unwrap();
+        assert!(back == def);
+        let old = r#"{"vhost":"/","name":"q","id":2,"auto_delete":false,
+            "arguments":{"x-max-length":{"LongInt":10}}}"#;
+        let old: QueueDef = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            old.arguments.inner().get("x-max-length"),
+            Some(&AMQPValue::LongInt(10))
+        );
     }
 }

@@ -255,6 +255,7 @@ impl Expr {
             Expr::Header(name) => input
                 .message
                 .headers
+                .get()
                 .and_then(|h| h.inner().get(&**name))
                 .map_or(Value::Null, amqp),
             Expr::Property(p) => property(*p, input),

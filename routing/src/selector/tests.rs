@@ -57,7 +57,7 @@ fn eval(selector: &str) -> Truth {
     let h = headers();
     let message = RoutableMessage {
         routing_key: "orders.eu.new",
-        headers: Some(&h),
+        headers: Some(&h).into(),
         exchange: "orders",
         properties: MessageProperties {
             content_type: Some("application/json"),
@@ -629,7 +629,7 @@ fn hostile_like_is_linear() {
     let value = "a".repeat(64 * 1024);
     let h = table(&[("v", long(&value))]);
     let message = RoutableMessage {
-        headers: Some(&h),
+        headers: Some(&h).into(),
         ..Default::default()
     };
     let input = SelectorInput::new(&message);

@@ -1,0 +1,8 @@
+//! The AMQP 0-9-1 wire format, as far as Warren reads it by hand: field tables
+//! ([`field`]), content headers ([`content`]) and the methods that carry tables
+//! ([`method`]). Everything here is pure: bytes in, values out, no I/O and
+//! nothing of the broker's state.
+
+pub mod content;
+pub mod field;
+pub mod method;
