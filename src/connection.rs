@@ -399,6 +399,22 @@ impl Connection {
                 Ok(false) => break Ending::Done,
                 Err(e) => break Ending::Error(e),
             }
+            if self.outbox.over_limit() {
+                // The client is owed more than it reads: read nothing more
+                // from it (its publishes wait in TCP) until it catches up.
+                debug!(
+                    owed = self.outbox.owed(),
+                    "not reading until the client reads"
+                );
+                tokio::select! {
+                    _ = self.outbox.drained() => continue,
+                    _ = self.shutdown.changed() => {
+                        break Ending::Error(AmqpError::ConnectionForced(
+                            "broker forced connection closure with reason 'shutdown'".into(),
+                        ).into());
+                    }
+                }
+            }
             if self.publisher && memory::alarmed() && !self.wait_out_memory_alarm().await {
                 break Ending::Error(
                     AmqpError::ConnectionForced(
@@ -485,6 +501,10 @@ impl Connection {
         while let Some(frame) = frame::parse(&mut self.buf, self.frame_max)? {
             if !self.handle_frame(session, channels, frame)? {
                 return Ok(false);
+            }
+            if self.outbox.over_limit() {
+                // The rest waits until the client has read what it is owed.
+                break;
             }
         }
         Ok(true)

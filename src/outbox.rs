@@ -9,9 +9,14 @@
 //! stay contiguous, which keeps a delivery's method, header and body frames
 //! together.
 //!
-//! The outbox also carries back-pressure for deliveries: when more than
-//! [`HIGH_WATER`] bytes wait, queues stop delivering to this connection and
-//! register to be woken once the writer has drained it.
+//! The outbox also carries back-pressure: when more than [`HIGH_WATER`]
+//! bytes wait, queues stop delivering to this connection and register to be
+//! woken once the writer has drained it; and when more than [`OWED_LIMIT`]
+//! bytes are owed (returns, get-oks, confirms and replies the client asked for
+//! but does not read), the connection stops reading its socket until the
+//! writer has brought it back under [`HIGH_WATER`]
+//! ([`Outbox::over_limit`], [`Outbox::drained`]). What one connection is
+//! owed is so bounded whatever its client does, and nobody else waits for it.
 
 use std::sync::{Arc, Weak};
 
@@ -24,6 +29,11 @@ use crate::queue::Queue;
 
 /// Bytes waiting above which deliveries pause for this connection.
 pub const HIGH_WATER: usize = 1 << 20;
+/// Bytes owed (waiting or being written) above which the connection stops
+/// reading its client's frames until the writer is back under [`HIGH_WATER`].
+/// Above the deliveries' mark, so a consumer's acks are not held up by its
+/// own deliveries.
+pub const OWED_LIMIT: usize = 4 * HIGH_WATER;
 
 #[derive(Default)]
 struct Inner {
@@ -34,6 +44,8 @@ struct Inner {
     close_when_flushed: bool,
     /// Queues that paused delivering here because the buffer was full.
     waiting: Vec<Weak<Queue>>,
+    /// Bytes the writer took out of `buf` and is writing now.
+    in_flight: usize,
 }
 
 /// The outgoing buffer of one connection.
@@ -41,6 +53,8 @@ struct Inner {
 pub struct Outbox {
     inner: Mutex<Inner>,
     wake: Notify,
+    /// Signalled after each write, for a reader waiting in [`Outbox::drained`].
+    written: Notify,
 }
 
 impl Outbox {
@@ -99,11 +113,38 @@ impl Outbox {
         self.inner.lock().closed
     }
 
+    /// Bytes owed to the client: waiting, plus being written.
+    pub fn owed(&self) -> usize {
+        let inner = self.inner.lock();
+        inner.buf.len() + inner.in_flight
+    }
+
+    /// Whether the connection must stop reading until [`Outbox::drained`].
+    pub fn over_limit(&self) -> bool {
+        self.owed() > OWED_LIMIT
+    }
+
+    /// Completes once less than [`HIGH_WATER`] is owed (or the socket is gone).
+    pub async fn drained(&self) {
+        loop {
+            let written = self.written.notified();
+            if self.owed() < HIGH_WATER {
+                return;
+            }
+            written.await;
+        }
+    }
+
     fn mark_closed(&self) -> Vec<Weak<Queue>> {
-        let mut inner = self.inner.lock();
-        inner.closed = true;
-        inner.buf = Vec::new();
-        std::mem::take(&mut inner.waiting)
+        let waiting = {
+            let mut inner = self.inner.lock();
+            inner.closed = true;
+            inner.buf = Vec::new();
+            inner.in_flight = 0;
+            std::mem::take(&mut inner.waiting)
+        };
+        self.written.notify_waiters();
+        waiting
     }
 }
 
@@ -114,6 +155,11 @@ pub async fn run_writer(outbox: Arc<Outbox>, mut socket: OwnedWriteHalf) {
         let (closing, woken) = {
             let mut inner = outbox.inner.lock();
             std::mem::swap(&mut inner.buf, &mut batch);
+            inner.in_flight = batch.len();
+            // A burst left a large buffer behind: give it back.
+            if inner.buf.capacity() > 4 * HIGH_WATER {
+                inner.buf = Vec::new();
+            }
             let woken = if inner.buf.len() < HIGH_WATER && !inner.waiting.is_empty() {
                 std::mem::take(&mut inner.waiting)
             } else {
@@ -130,6 +176,8 @@ pub async fn run_writer(outbox: Arc<Outbox>, mut socket: OwnedWriteHalf) {
             if batch.capacity() > 4 * HIGH_WATER {
                 batch = Vec::with_capacity(64 * 1024);
             }
+            outbox.inner.lock().in_flight = 0;
+            outbox.written.notify_waiters();
         }
         kick(woken);
         if closing && outbox.inner.lock().buf.is_empty() {
