@@ -76,7 +76,9 @@ async fn count(ch: &Channel, queue: &str) -> u32 {
 /// reaches the dead-letter queue's consumer within 2 s after it expired.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_thousand_expire_on_the_timer_and_are_dead_lettered_within_two_seconds() {
-    if TestBroker::is_external() {
+    if skip_if_external(
+        "hundred_thousand_expire_on_the_timer_and_are_dead_lettered_within_two_seconds",
+    ) {
         return;
     }
     const N: usize = 100_000;
@@ -256,7 +258,7 @@ fn header_str(p: &BasicProperties, key: &str) -> Option<String> {
 /// in durable queues survive a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn priorities_ttl_and_dead_letters_survive_a_restart() {
-    if TestBroker::is_external() {
+    if skip_if_external("priorities_ttl_and_dead_letters_survive_a_restart") {
         return;
     }
     let mut broker = TestBroker::start().await;
@@ -412,7 +414,7 @@ async fn priorities_ttl_and_dead_letters_survive_a_restart() {
 /// keep every message).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delayed_messages_and_quorum_queues_survive_a_restart() {
-    if TestBroker::is_external() {
+    if skip_if_external("delayed_messages_and_quorum_queues_survive_a_restart") {
         return;
     }
     let mut broker = TestBroker::start().await;
@@ -512,7 +514,7 @@ async fn delayed_messages_and_quorum_queues_survive_a_restart() {
 /// policies are in force before the messages are.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_ttl_applies_to_messages_recovered_after_a_restart() {
-    if TestBroker::is_external() {
+    if skip_if_external("policy_ttl_applies_to_messages_recovered_after_a_restart") {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");

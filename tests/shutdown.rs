@@ -17,14 +17,6 @@ use lapin::types::FieldTable;
 const SHUTDOWN_TEXT: &str =
     "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'";
 
-fn skip_if_external(test: &str) -> bool {
-    if TestBroker::is_external() {
-        eprintln!("{test}: skipped, needs a broker started by the harness ({ENV_URL} is set)");
-        return true;
-    }
-    false
-}
-
 #[tokio::test]
 async fn sigterm_closes_connections_with_320_and_exits_zero() {
     if skip_if_external("sigterm_closes_connections_with_320_and_exits_zero") {
