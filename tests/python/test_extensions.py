@@ -2,6 +2,7 @@
 exchanges, priorities, CC/BCC, direct reply-to, consumer priorities, queue expiry."""
 
 import os
+import random
 import time
 
 import pika
@@ -305,6 +306,36 @@ def test_priority_queue_requeue_keeps_order(conn, ch):
 
 def test_max_priority_zero_accepted(ch):
     ch.queue_declare("", exclusive=True, arguments={"x-max-priority": 0})
+
+
+def test_max_priority_255_orders_every_level(conn, ch):
+    # Two messages at each priority 0..255 (the whole octet) and a few without one (0),
+    # published in a shuffled order, all in the queue before a consumer comes: delivered
+    # highest first, first-in-first-out among equals.
+    q = ch.queue_declare("", exclusive=True, arguments={"x-max-priority": 255}).method.queue
+    prios = list(range(256)) * 2 + [None] * 4
+    random.Random(255).shuffle(prios)
+    for i, prio in enumerate(prios):
+        ch.basic_publish("", q, b"%d" % i, pika.BasicProperties(priority=prio))
+    wait_count(conn, q, len(prios), timeout=30)
+    got = Collector()
+    ch.basic_consume(q, got, auto_ack=True)
+    pump(conn, lambda: len(got.msgs) == len(prios), timeout=30)
+    want = sorted(range(len(prios)), key=lambda i: (-(prios[i] or 0), i))
+    assert got.bodies == [b"%d" % i for i in want]
+    assert [p.priority for _, p, _ in got.msgs[:3]] == [255, 255, 254]
+
+
+@pytest.mark.parametrize("value,problem", [
+    (256, "{max_value_exceeded,256}"),
+    (1000, "{max_value_exceeded,1000}"),
+    (-1, "{value_negative,-1}"),
+])
+def test_max_priority_out_of_range_refused(conn, ch, value, problem):
+    q = uid("prio")
+    with channel_error(conn, ch, 406, "PRECONDITION_FAILED - invalid arg 'x-max-priority' for "
+                       "queue '%s' in vhost '/': %s" % (q, problem)):
+        ch.queue_declare(q, exclusive=True, arguments={"x-max-priority": value})
 
 
 def test_consumer_priority(conn, ch):
