@@ -151,6 +151,11 @@ impl RawClient {
         let stream = TcpStream::connect(addr)
             .await
             .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        RawClient::from_stream(stream)
+    }
+
+    /// A client on a socket connected elsewhere (e.g. from another network namespace).
+    pub fn from_stream(stream: TcpStream) -> RawClient {
         stream.set_nodelay(true).ok();
         RawClient {
             stream,
