@@ -119,16 +119,18 @@ _invalid = "PRECONDITION_FAILED - invalid arg '{arg}' for queue '{q}' in vhost '
 
 @pytest.mark.parametrize("arg,value,text", [
     pytest.param("x-max-length", "abc", _invalid + '"expected integer, got longstr"',
-                 marks=_warren_differs),
+                 marks=_warren_differs, id="x-max-length"),
     pytest.param("x-message-ttl", True, _invalid + '"expected integer, got bool"',
-                 marks=_warren_differs),
+                 marks=_warren_differs, id="x-message-ttl"),
     pytest.param("x-max-priority", decimal.Decimal("1.5"),
-                 _invalid + '"expected integer, got decimal"', marks=_warren_differs),
-    ("x-single-active-consumer", "abc", _invalid + "{unacceptable_type,longstr}"),
-    ("x-overflow", True, _invalid + "{unacceptable_type,bool}"),
+                 _invalid + '"expected integer, got decimal"', marks=_warren_differs,
+                 id="x-max-priority"),
+    pytest.param("x-single-active-consumer", "abc", _invalid + "{unacceptable_type,longstr}",
+                 id="x-single-active-consumer"),
+    pytest.param("x-overflow", True, _invalid + "{unacceptable_type,bool}", id="x-overflow"),
     pytest.param("x-dead-letter-exchange", True,
                  "PRECONDITION_FAILED - invalid type 'bool' for arg '{arg}' in queue '{q}' in "
-                 "vhost '{v}'", marks=_warren_differs),
+                 "vhost '{v}'", marks=_warren_differs, id="x-dead-letter-exchange"),
 ])
 def test_argument_of_wrong_type_406(conn, ch, broker, arg, value, text):
     q = uid("q")
