@@ -47,7 +47,9 @@ async fn run() -> std::process::ExitCode {
         seed_defaults: config.definitions.is_none(),
         guest_remote: config.guest_remote,
     };
-    warren::memory::set_limit(config.memory_limit());
+    let memory_limit = config.memory_limit();
+    info!(limit_bytes = memory_limit, "memory high watermark");
+    warren::memory::set_limit(memory_limit);
     let broker = match Broker::open_with(&config.data_dir, options) {
         Ok(broker) => broker,
         Err(e) => {

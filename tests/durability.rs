@@ -115,7 +115,7 @@ async fn publisher(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_keeps_every_confirmed_message() {
-    if TestBroker::is_external() {
+    if skip_if_external("sigkill_keeps_every_confirmed_message") {
         return;
     }
     within_for(Duration::from_secs(120), async {
@@ -225,7 +225,7 @@ async fn sigkill_keeps_every_confirmed_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durable_definitions_survive_a_restart_and_transient_ones_do_not() {
-    if TestBroker::is_external() {
+    if skip_if_external("durable_definitions_survive_a_restart_and_transient_ones_do_not") {
         return;
     }
     within(async {
@@ -419,7 +419,7 @@ async fn fill(uri: &str, queue: &str, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_torn_tail_is_truncated_and_the_rest_served() {
-    if TestBroker::is_external() {
+    if skip_if_external("a_torn_tail_is_truncated_and_the_rest_served") {
         return;
     }
     within(async {
@@ -448,7 +448,7 @@ async fn a_torn_tail_is_truncated_and_the_rest_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bit_flip_drops_one_message_and_is_reported() {
-    if TestBroker::is_external() {
+    if skip_if_external("a_bit_flip_drops_one_message_and_is_reported") {
         return;
     }
     within(async {
@@ -486,7 +486,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_broker_on_the_same_data_dir_refuses_to_start() {
-    if TestBroker::is_external() {
+    if skip_if_external("a_second_broker_on_the_same_data_dir_refuses_to_start") {
         return;
     }
     within(async {
@@ -510,7 +510,7 @@ async fn a_second_broker_on_the_same_data_dir_refuses_to_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_and_permissions_survive_a_restart_as_salted_hashes() {
-    if TestBroker::is_external() {
+    if skip_if_external("users_and_permissions_survive_a_restart_as_salted_hashes") {
         return;
     }
     within(async {

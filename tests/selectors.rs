@@ -64,7 +64,7 @@ async fn publish_both(ch: &Channel, x: &str) {
 
 #[tokio::test]
 async fn invalid_selector_closes_the_channel_with_406() {
-    if TestBroker::is_external() {
+    if skip_if_external("invalid_selector_closes_the_channel_with_406") {
         return;
     }
     within(async {
@@ -131,7 +131,7 @@ async fn invalid_selector_closes_the_channel_with_406() {
 
 #[tokio::test]
 async fn durable_selector_binding_survives_a_restart() {
-    if TestBroker::is_external() {
+    if skip_if_external("durable_selector_binding_survives_a_restart") {
         return;
     }
     within(async {

@@ -1,4 +1,4 @@
-//! Graceful shutdown: SIGTERM to the broker closes every connection with
+//! Graceful shutdown: SIGTERM or SIGINT (Ctrl-C) to the broker closes every connection with
 //! 320 `CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'` (as
 //! RabbitMQ does on `rabbitmqctl stop`), then the process exits with status 0.
 //!
@@ -17,17 +17,10 @@ use lapin::types::FieldTable;
 const SHUTDOWN_TEXT: &str =
     "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'";
 
-fn skip_if_external(test: &str) -> bool {
-    if TestBroker::is_external() {
-        eprintln!("{test}: skipped, needs a broker started by the harness ({ENV_URL} is set)");
-        return true;
-    }
-    false
-}
-
-#[tokio::test]
-async fn sigterm_closes_connections_with_320_and_exits_zero() {
-    if skip_if_external("sigterm_closes_connections_with_320_and_exits_zero") {
+/// `signal` makes the broker close a lapin consumer's connection and a raw client's with 320,
+/// stop accepting, and exit 0.
+async fn closes_connections_with_320_and_exits_zero(test: &str, signal: libc::c_int, name: &str) {
+    if skip_if_external(test) {
         return;
     }
     within(async {
@@ -55,7 +48,7 @@ async fn sigterm_closes_connections_with_320_and_exits_zero() {
         // A raw client too, to read the close frame itself and answer close-ok.
         let mut raw = RawClient::open(&broker.addr(), 131072).await;
 
-        broker.signal(libc::SIGTERM);
+        broker.signal(signal);
 
         // lapin reports the server's connection.close to consumers as an error.
         let err = match tokio::time::timeout(Duration::from_secs(15), consumer.next()).await {
@@ -76,6 +69,11 @@ async fn sigterm_closes_connections_with_320_and_exits_zero() {
         }
 
         let close = raw.expect_connection_close().await;
+        // It stops accepting before it closes the connections it has.
+        match tokio::net::TcpStream::connect(broker.addr()).await {
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}"),
+            Ok(_) => panic!("a new connection was accepted after the 320 close ({name})"),
+        }
         assert_eq!(
             (
                 close.code,
@@ -92,13 +90,59 @@ async fn sigterm_closes_connections_with_320_and_exits_zero() {
             .await
             .unwrap_or_else(|| {
                 panic!(
-                    "broker still running 20 s after SIGTERM; log:\n{}",
+                    "broker still running 20 s after {name}; log:\n{}",
                     broker.log()
                 )
             });
         assert!(
             status.success(),
-            "broker must exit 0 after SIGTERM, got {status}; log:\n{}",
+            "broker must exit 0 after {name}, got {status}; log:\n{}",
+            broker.log()
+        );
+    })
+    .await
+}
+
+#[tokio::test]
+async fn sigterm_closes_connections_with_320_and_exits_zero() {
+    closes_connections_with_320_and_exits_zero(
+        "sigterm_closes_connections_with_320_and_exits_zero",
+        libc::SIGTERM,
+        "SIGTERM",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn sigint_closes_connections_with_320_and_exits_zero() {
+    closes_connections_with_320_and_exits_zero(
+        "sigint_closes_connections_with_320_and_exits_zero",
+        libc::SIGINT,
+        "SIGINT",
+    )
+    .await
+}
+
+async fn with_no_clients_exits_zero(test: &str, signal: libc::c_int, name: &str) {
+    if skip_if_external(test) {
+        return;
+    }
+    within(async {
+        let mut broker = TestBroker::start().await;
+        assert_broker_serves(&broker.uri()).await;
+        broker.signal(signal);
+        let status = broker
+            .wait_exit(Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "broker still running 20 s after {name}; log:\n{}",
+                    broker.log()
+                )
+            });
+        assert!(
+            status.success(),
+            "exit status {status} after {name}; log:\n{}",
             broker.log()
         );
     })
@@ -107,27 +151,15 @@ async fn sigterm_closes_connections_with_320_and_exits_zero() {
 
 #[tokio::test]
 async fn sigterm_with_no_clients_exits_zero() {
-    if skip_if_external("sigterm_with_no_clients_exits_zero") {
-        return;
-    }
-    within(async {
-        let mut broker = TestBroker::start().await;
-        assert_broker_serves(&broker.uri()).await;
-        broker.signal(libc::SIGTERM);
-        let status = broker
-            .wait_exit(Duration::from_secs(20))
-            .await
-            .unwrap_or_else(|| {
-                panic!(
-                    "broker still running 20 s after SIGTERM; log:\n{}",
-                    broker.log()
-                )
-            });
-        assert!(
-            status.success(),
-            "exit status {status}; log:\n{}",
-            broker.log()
-        );
-    })
+    with_no_clients_exits_zero(
+        "sigterm_with_no_clients_exits_zero",
+        libc::SIGTERM,
+        "SIGTERM",
+    )
     .await
+}
+
+#[tokio::test]
+async fn sigint_with_no_clients_exits_zero() {
+    with_no_clients_exits_zero("sigint_with_no_clients_exits_zero", libc::SIGINT, "SIGINT").await
 }

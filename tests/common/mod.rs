@@ -378,6 +378,30 @@ fn read_log(path: &std::path::Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| format!("<cannot read {path:?}: {e}>"))
 }
 
+/// For tests that need a broker process of their own (restarts, signals, files in its data
+/// directory, extra flags): true when `WARREN_TEST_URL` points at an external broker, after
+/// saying so on stderr, so the test can return without passing silently:
+///
+/// ```ignore
+/// if skip_if_external("my_test") { return; }
+/// ```
+pub fn skip_if_external(test: &str) -> bool {
+    if TestBroker::is_external() {
+        skipped(&format!(
+            "{test} needs its own broker process ({ENV_URL} is set)"
+        ));
+        return true;
+    }
+    false
+}
+
+/// Prints `SKIPPED: <why>` straight to the process's stderr: libtest captures `eprintln!` of
+/// passing tests, and a skip must show in the output of a plain `cargo test`.
+pub fn skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+}
+
 /// A port that was free a moment ago (bind 127.0.0.1:0, read it, drop the listener).
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");

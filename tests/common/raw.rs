@@ -141,6 +141,8 @@ pub fn decode_method(frame: &RawFrame) -> AMQPClass {
 pub struct RawClient {
     stream: TcpStream,
     rbuf: Vec<u8>,
+    /// How long one read may wait (`READ_TIMEOUT` unless changed).
+    read_timeout: Duration,
 }
 
 impl RawClient {
@@ -149,10 +151,16 @@ impl RawClient {
         let stream = TcpStream::connect(addr)
             .await
             .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        RawClient::from_stream(stream)
+    }
+
+    /// A client on a socket connected elsewhere (e.g. from another network namespace).
+    pub fn from_stream(stream: TcpStream) -> RawClient {
         stream.set_nodelay(true).ok();
         RawClient {
             stream,
             rbuf: Vec::new(),
+            read_timeout: READ_TIMEOUT,
         }
     }
 
@@ -216,6 +224,11 @@ impl RawClient {
         c
     }
 
+    /// Lets one read wait up to `limit` (for answers that follow a large amount of work).
+    pub fn set_read_timeout(&mut self, limit: Duration) {
+        self.read_timeout = limit;
+    }
+
     pub async fn write(&mut self, bytes: &[u8]) {
         self.stream
             .write_all(bytes)
@@ -247,11 +260,12 @@ impl RawClient {
     async fn fill(&mut self, need: usize) -> Result<(), Event> {
         while self.rbuf.len() < need {
             self.rbuf.reserve(65536);
-            let read = tokio::time::timeout(READ_TIMEOUT, self.stream.read_buf(&mut self.rbuf));
+            let limit = self.read_timeout;
+            let read = tokio::time::timeout(limit, self.stream.read_buf(&mut self.rbuf));
             match read.await {
-                Err(_) => panic!(
-                    "broker sent nothing and kept the socket open for {READ_TIMEOUT:?} (hang)"
-                ),
+                Err(_) => {
+                    panic!("broker sent nothing and kept the socket open for {limit:?} (hang)")
+                }
                 Ok(Ok(0)) => return Err(Event::Eof),
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(Event::Reset(e.kind())),
@@ -395,9 +409,10 @@ impl RawClient {
         loop {
             self.rbuf.clear();
             self.rbuf.reserve(4096);
-            let read = tokio::time::timeout(READ_TIMEOUT, self.stream.read_buf(&mut self.rbuf));
+            let limit = self.read_timeout;
+            let read = tokio::time::timeout(limit, self.stream.read_buf(&mut self.rbuf));
             match read.await {
-                Err(_) => panic!("the broker kept the socket open for {READ_TIMEOUT:?}"),
+                Err(_) => panic!("the broker kept the socket open for {limit:?}"),
                 Ok(Ok(0)) | Ok(Err(_)) => return,
                 Ok(Ok(_)) => continue,
             }

@@ -45,6 +45,21 @@ def wait_for(predicate, timeout=5.0, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+def sleep_until(t):
+    """Sleep until time.monotonic() reaches `t`: for "at least this long has passed" (a TTL or
+    a window is over), never for "the broker has done it by now" (wait_for that instead)."""
+    remaining = t - time.monotonic()
+    if remaining > 0:
+        time.sleep(remaining)
+
+
+def sync(ch):
+    """A round trip on `ch`: the broker has handled everything sent on it before. Returns the
+    time.monotonic() just after, a time by which the broker had those frames."""
+    ch.basic_qos(prefetch_count=0)
+    return time.monotonic()
+
+
 def vhost_text(broker):
     return broker.vhost
 

@@ -101,15 +101,15 @@ def test_bad_login_raw_gets_403(raw, broker, mechanism):
 
 
 def test_bad_login_without_failure_close_capability_just_closes(raw, broker):
-    r = raw()
+    # RabbitMQ 3.10 sends nothing at all after a refused start-ok from a client without the
+    # authentication_failure_close capability: the socket closes (a reset, 3 s later, as a
+    # brake on password guessing; Warren closes at once, which this test allows).
+    r = raw(timeout=15)
     props = {"product": "old-client", "capabilities": {}}
-    try:
+    with pytest.raises(Closed):
         res = r.handshake(broker.user, "wrong-password", broker.vhost, client_properties=props)
-    except Closed:
-        return  # RabbitMQ: the socket simply closes
-    # A close frame is tolerable too as long as it says 403 (and the socket closes).
-    assert isinstance(res, R.Close) and res.code == 403, res
-    r.wait_closed(timeout=5)
+        pytest.fail("expected the socket to close without a frame, got %r" % (res,))
+    assert r.buf == b"", "bytes after connection.start: %r" % r.buf
 
 
 def test_bad_login_pika(broker):

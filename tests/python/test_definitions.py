@@ -107,22 +107,35 @@ def test_declared_objects_are_equivalent_to_an_application_redeclare(admin):
                            arguments={"alternate-exchange": "orders.unrouted"})
 
 
-def test_queue_argument_limit(admin, app):
-    for i in range(4):
+def confirmed(ch, exchange, routing_keys):
+    """Publishes one message per routing key (its index as body) on a confirming channel;
+    returns "ack" or "nack" for each, in order."""
+    out = []
+    for i, key in enumerate(routing_keys):
         try:
-            app.basic_publish("orders", "eu.%d" % i, b"%d" % i)
+            ch.basic_publish(exchange, key, b"%d" % i)
+            out.append("ack")
         except pex.NackError:
-            pass
-    assert len(bodies(admin, "orders.eu")) == 3
+            out.append("nack")
+    return out
+
+
+def test_queue_argument_limit(admin, app):
+    # orders.eu: x-max-length 3, x-overflow reject-publish (queue arguments). The fourth is
+    # refused with a nack and the first three stay; drop-head would ack all four and keep
+    # the last three.
+    assert confirmed(app, "orders", ["eu.%d" % i for i in range(4)]) == [
+        "ack", "ack", "ack", "nack"]
+    assert bodies(admin, "orders.eu") == [b"0", b"1", b"2"]
 
 
 def test_policy_limit(admin, app):
-    for i in range(3):
-        try:
-            app.basic_publish("orders", "us.%d" % i, b"%d" % i)
-        except pex.NackError:
-            pass
-    assert len(bodies(admin, "orders.us")) == 2
+    # orders.us: max-length 2, overflow reject-publish from the us-limit policy.
+    assert confirmed(app, "orders", ["us.%d" % i for i in range(3)]) == ["ack", "ack", "nack"]
+    assert bodies(admin, "orders.us") == [b"0", b"1"]
+    # Room again: accepted.
+    assert confirmed(app, "orders", ["us.again"]) == ["ack"]
+    assert bodies(admin, "orders.us") == [b"0"]
 
 
 # ---------------------------------------------------------------- bad files

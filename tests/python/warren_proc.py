@@ -71,7 +71,16 @@ class Warren:
         self.args = [str(binary()), "--amqp-listen", "127.0.0.1:%d" % self.amqp_port,
                      "--data-dir", str(self.workdir / ("data-%d" % self.amqp_port)),
                      "--http-listen", "127.0.0.1:%d" % self.http_port] + [str(a) for a in extra]
-        with open(self.log_path, "wb") as log:
+        self._spawn("wb")
+
+    def restart(self):
+        """Stops the broker (SIGTERM: clients get 320) and starts it again with the same
+        arguments: same ports, same data directory. Its log goes on in the same file."""
+        self.stop()
+        self._spawn("ab")
+
+    def _spawn(self, log_mode):
+        with open(self.log_path, log_mode) as log:
             self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=dict(os.environ, NO_COLOR="1"))
         deadline = time.monotonic() + START_TIMEOUT
