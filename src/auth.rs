@@ -123,8 +123,8 @@ pub fn decode_response(mechanism: &str, response: &[u8]) -> Option<Credentials> 
             // A field table without its length prefix.
             let mut framed = (response.len() as u32).to_be_bytes().to_vec();
             framed.extend_from_slice(response);
-            let (_, table): (_, FieldTable) =
-                amq_protocol::types::parsing::parse_field_table(&framed[..]).ok()?;
+            // Read without recursion, as every client-sent table is.
+            let (table, _): (FieldTable, _) = crate::protocol::field::decode_table(&framed).ok()?;
             let get = |key: &str| -> Option<String> {
                 table
                     .inner()

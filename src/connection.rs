@@ -265,17 +265,26 @@ impl Connection {
         let caps = client_capabilities(&start_ok.client_properties);
         self.blocked_capable = caps.connection_blocked;
         let mechanism = start_ok.mechanism.as_str();
-        let user = auth::decode_response(mechanism, start_ok.response.as_bytes())
-            .and_then(|creds| self.broker.users.authenticate(&creds));
-        let user = match user {
-            Some(user) if user.loopback_only && !self.peer.ip().is_loopback() => {
-                warn!(user = %user.name, "user may only connect via localhost");
+        let credentials = auth::decode_response(mechanism, start_ok.response.as_bytes());
+        let login = match &credentials {
+            None => Err("the response could not be read"),
+            Some(creds) => match self.broker.users.authenticate(creds) {
+                None => Err("invalid credentials"),
+                Some(user) if user.loopback_only && !self.peer.ip().is_loopback() => {
+                    Err("user may only connect via localhost")
+                }
+                Some(user) => Ok(user),
+            },
+        };
+        let user = match login {
+            Ok(user) => Some(user),
+            Err(reason) => {
+                let name = credentials.as_ref().map_or("", |c| c.username.as_str());
+                warn!(user = name, mechanism, reason, "login refused");
                 None
             }
-            other => other,
         };
         let Some(user) = user else {
-            warn!(mechanism, "login refused");
             if caps.authentication_failure_close {
                 return Err(AmqpError::AccessRefused(format!(
                     "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."

@@ -32,7 +32,12 @@ fn key_of(value: &AMQPValue) -> String {
     if let Some(n) = value_as_i64(value) {
         return format!("i:{n}");
     }
-    format!("{value:?}")
+    // Anything else (tables, arrays, bytes...) by its wire encoding, written
+    // without recursion however deeply it nests.
+    let mut encoded = Vec::new();
+    crate::protocol::field::encode_value(&mut encoded, value);
+    let hex: String = encoded.iter().map(|b| format!("{b:02x}")).collect();
+    format!("v:{hex}")
 }
 
 /// The header that overrides an exchange's `x-cache-ttl` for one message.

@@ -50,7 +50,7 @@ impl Pattern {
         let regex = if effective == ".*" {
             None
         } else {
-            Some(Regex::new(effective).map_err(|e| e.to_string())?)
+            Some(compile_regex(effective)?)
         };
         Ok(Self {
             source: source.to_string(),
@@ -73,6 +73,37 @@ impl Pattern {
 impl PartialEq for Pattern {
     fn eq(&self, other: &Self) -> bool {
         self.source == other.source
+    }
+}
+
+/// The longest regex (permission, topic permission, policy pattern) accepted:
+/// checked before the regex engine parses anything, so a hostile 1 MB pattern
+/// costs nothing.
+pub const MAX_REGEX_LEN: usize = 16 * 1024;
+/// The most memory a compiled regex (and its lazy DFA cache) may take.
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Compiles an administrator's regex within [`MAX_REGEX_LEN`] and
+/// [`REGEX_SIZE_LIMIT`]; the error says which limit or what syntax failed.
+pub fn compile_regex(source: &str) -> Result<Regex, String> {
+    if source.len() > MAX_REGEX_LEN {
+        return Err(format!(
+            "the regex is {} bytes long; at most {MAX_REGEX_LEN} are accepted",
+            source.len()
+        ));
+    }
+    regex::RegexBuilder::new(source)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .dfa_size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// A regex as error texts show it: whole, or its first 64 characters.
+pub fn regex_excerpt(source: &str) -> String {
+    match source.char_indices().nth(64) {
+        None => source.to_string(),
+        Some((at, _)) => format!("{}...", &source[..at]),
     }
 }
 

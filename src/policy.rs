@@ -19,6 +19,7 @@
 
 use std::sync::Arc;
 
+use crate::permissions::{compile_regex, regex_excerpt};
 use parking_lot::RwLock;
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -107,7 +108,8 @@ pub fn validate(
     apply_to: &str,
     definition: &Map<String, Value>,
 ) -> Result<(), String> {
-    Regex::new(pattern).map_err(|e| format!("invalid pattern '{pattern}': {e}"))?;
+    compile_regex(pattern)
+        .map_err(|e| format!("invalid pattern '{}': {e}", regex_excerpt(pattern)))?;
     ApplyTo::parse(apply_to).ok_or_else(|| {
         format!("invalid apply-to '{apply_to}' (expected all, queues or exchanges)")
     })?;
@@ -198,7 +200,7 @@ impl Policy {
         Ok(Self {
             name: name.to_string(),
             pattern: pattern.to_string(),
-            regex: Regex::new(pattern).map_err(|e| e.to_string())?,
+            regex: compile_regex(pattern)?,
             apply_to: ApplyTo::parse(apply_to).unwrap_or(ApplyTo::All),
             definition,
             priority,

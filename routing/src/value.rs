@@ -58,6 +58,12 @@ pub fn display_value(value: &AMQPValue) -> String {
         AMQPValue::Timestamp(v) => v.to_string(),
         AMQPValue::ShortString(s) => s.to_string(),
         AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-        other => format!("{other:?}"),
+        AMQPValue::DecimalValue(d) => format!("{}e-{}", d.value, d.scale),
+        AMQPValue::ByteArray(b) => format!("{} bytes", b.len()),
+        AMQPValue::Void => "void".to_string(),
+        // Containers are described, not printed: a client may nest them
+        // deeply, and printing would recurse.
+        AMQPValue::FieldArray(a) => format!("array of {} values", a.as_slice().len()),
+        AMQPValue::FieldTable(t) => format!("table of {} fields", t.inner().len()),
     }
 }

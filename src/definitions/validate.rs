@@ -13,7 +13,7 @@ use warren_routing::Selector;
 use super::model::{to_field_table, Definitions};
 use super::{DefinitionsError, Problem};
 use crate::password::{self, HashingAlgorithm};
-use crate::permissions::{check_regex, TopicPermission};
+use crate::permissions::{check_regex, regex_excerpt, TopicPermission};
 use crate::policy;
 
 /// The exchanges every vhost has.
@@ -127,6 +127,9 @@ pub fn validate(
         if v.name.is_empty() {
             problem(entry.clone(), "the vhost has no name".into());
         }
+        if let Some(text) = too_long("vhost name", &v.name) {
+            problem(entry.clone(), text);
+        }
         if !seen.insert(v.name.as_str()) {
             problem(entry, "the vhost is defined twice".into());
         }
@@ -157,7 +160,7 @@ pub fn validate(
             if let Err(e) = check_regex(re) {
                 problem(
                     entry.clone(),
-                    format!("invalid regex in '{what}' ({re}): {e}"),
+                    format!("invalid regex in '{what}' ({}): {e}", regex_excerpt(re)),
                 );
             }
         }
@@ -237,6 +240,9 @@ pub fn validate(
                 "the default exchange cannot be declared".into(),
             );
         }
+        if let Some(text) = too_long("exchange name", &x.name) {
+            problem(entry.clone(), text);
+        }
         if !seen.insert((x.vhost.as_str(), x.name.as_str())) {
             problem(entry.clone(), "the exchange is defined twice".into());
         }
@@ -284,6 +290,9 @@ pub fn validate(
         if q.name.is_empty() {
             problem(entry.clone(), "the queue has no name".into());
         }
+        if let Some(text) = too_long("queue name", &q.name) {
+            problem(entry.clone(), text);
+        }
         if !seen.insert((q.vhost.as_str(), q.name.as_str())) {
             problem(entry.clone(), "the queue is defined twice".into());
         }
@@ -328,6 +337,15 @@ pub fn validate(
         if let Some(text) = vhost_missing(&b.vhost) {
             problem(entry.clone(), text);
             continue;
+        }
+        for (what, name) in [
+            ("source", &b.source),
+            ("destination", &b.destination),
+            ("routing key", &b.routing_key),
+        ] {
+            if let Some(text) = too_long(what, name) {
+                problem(entry.clone(), text);
+            }
         }
         let source_kind = world.exchanges.get(&(b.vhost.as_str(), b.source.as_str()));
         if b.source.is_empty() {
@@ -392,6 +410,17 @@ pub fn validate(
     } else {
         Err(DefinitionsError::Invalid(problems))
     }
+}
+
+/// AMQP carries names and routing keys as short strings: a longer one could
+/// be stored but never named by a client.
+fn too_long(what: &str, name: &str) -> Option<String> {
+    (name.len() > 255).then(|| {
+        format!(
+            "the {what} is {} bytes long; AMQP allows at most 255",
+            name.len()
+        )
+    })
 }
 
 #[cfg(test)]

@@ -353,8 +353,31 @@ enum Writing<'a> {
 /// values, which AMQP 0-9-1 as RabbitMQ speaks it cannot carry in a table,
 /// are written as long strings.
 pub fn encode_table(out: &mut Vec<u8>, table: &FieldTable) {
-    let mut open = vec![Writing::Table(table.inner().iter(), out.len())];
+    let open = vec![Writing::Table(table.inner().iter(), out.len())];
     out.extend_from_slice(&[0; 4]);
+    encode_open(out, open);
+}
+
+/// Appends one value (its type code, then its encoding), iteratively.
+pub fn encode_value(out: &mut Vec<u8>, value: &AMQPValue) {
+    match value {
+        AMQPValue::FieldTable(t) => {
+            out.push(b'F');
+            encode_table(out, t);
+        }
+        AMQPValue::FieldArray(a) => {
+            out.push(b'A');
+            let open = vec![Writing::Array(a.as_slice().iter(), out.len())];
+            out.extend_from_slice(&[0; 4]);
+            encode_open(out, open);
+        }
+        scalar => encode_scalar(out, scalar),
+    }
+}
+
+/// Writes the entries of the open containers, innermost first, filling in
+/// each one's length once it is done.
+fn encode_open(out: &mut Vec<u8>, mut open: Vec<Writing<'_>>) {
     while let Some(top) = open.last_mut() {
         let next = match top {
             Writing::Table(entries, _) => entries.next().map(|(k, v)| {
