@@ -136,6 +136,15 @@ struct Connection {
     publisher: bool,
 }
 
+/// How a wait for the memory alarm to clear ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unblocked {
+    Cleared,
+    Shutdown,
+    /// The writer found the socket closed.
+    SocketGone,
+}
+
 /// How the read loop ended.
 enum Ending {
     /// The client closed (close/close-ok exchanged) or the socket went away.
@@ -424,13 +433,19 @@ impl Connection {
                     }
                 }
             }
-            if self.publisher && memory::alarmed() && !self.wait_out_memory_alarm().await {
-                break Ending::Error(
-                    AmqpError::ConnectionForced(
-                        "broker forced connection closure with reason 'shutdown'".into(),
-                    )
-                    .into(),
-                );
+            if self.publisher && memory::alarmed() {
+                match self.wait_out_memory_alarm().await {
+                    Unblocked::Cleared => {}
+                    Unblocked::SocketGone => break Ending::Done,
+                    Unblocked::Shutdown => {
+                        break Ending::Error(
+                            AmqpError::ConnectionForced(
+                                "broker forced connection closure with reason 'shutdown'".into(),
+                            )
+                            .into(),
+                        )
+                    }
+                }
             }
             let read = async {
                 let fill = fill(&mut self.reader, &mut self.buf);
@@ -477,8 +492,10 @@ impl Connection {
     }
 
     /// Stops reading from this publisher until the memory alarm clears, telling
-    /// the client if it understands connection.blocked. False on shutdown.
-    async fn wait_out_memory_alarm(&mut self) -> bool {
+    /// the client if it understands connection.blocked. A client that went
+    /// away meanwhile is noticed when a write to it fails (heartbeats), so
+    /// what it held (a body being received) is released.
+    async fn wait_out_memory_alarm(&mut self) -> Unblocked {
         if self.blocked_capable {
             self.send(
                 0,
@@ -488,17 +505,18 @@ impl Connection {
             );
         }
         debug!("blocked by the memory alarm");
-        let cleared = tokio::select! {
-            _ = memory::cleared() => true,
-            _ = self.shutdown.changed() => false,
+        let outcome = tokio::select! {
+            _ = memory::cleared() => Unblocked::Cleared,
+            _ = self.shutdown.changed() => Unblocked::Shutdown,
+            _ = self.outbox.closed() => Unblocked::SocketGone,
         };
-        if cleared && self.blocked_capable {
+        if outcome == Unblocked::Cleared && self.blocked_capable {
             self.send(
                 0,
                 AMQPClass::Connection(conn::AMQPMethod::Unblocked(conn::Unblocked {})),
             );
         }
-        cleared
+        outcome
     }
 
     /// Handles every complete frame in the buffer. Ok(false) when the client closed.

@@ -135,6 +135,17 @@ impl Outbox {
         }
     }
 
+    /// Completes once the socket is gone (a write failed, or the connection ended).
+    pub async fn closed(&self) {
+        loop {
+            let written = self.written.notified();
+            if self.is_closed() {
+                return;
+            }
+            written.await;
+        }
+    }
+
     fn mark_closed(&self) -> Vec<Weak<Queue>> {
         let waiting = {
             let mut inner = self.inner.lock();

@@ -225,6 +225,12 @@ impl RawClient {
     }
 
     /// Lets one read wait up to `limit` (for answers that follow a large amount of work).
+    /// The socket and whatever was read but not consumed yet, for tests that read and
+    /// write from different tasks.
+    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.rbuf)
+    }
+
     pub fn set_read_timeout(&mut self, limit: Duration) {
         self.read_timeout = limit;
     }
