@@ -46,7 +46,7 @@ pub struct Config {
 
     /// Run a command against a running broker instead of running one.
     #[command(subcommand)]
-    pub command: Option<crate::cli::Command>,
+    pub command: Option<crate::admin::cli::Command>,
 }
 
 impl Config {
@@ -56,7 +56,7 @@ impl Config {
         if w <= 0.0 {
             0
         } else if w <= 1.0 {
-            crate::memory::fraction_of_total(w)
+            crate::engine::memory::fraction_of_total(w)
         } else {
             w as usize
         }

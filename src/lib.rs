@@ -8,36 +8,10 @@
 //! delivers to a [`consumer`] through that consumer's channel ([`delivery`])
 //! into its connection's [`outbox`], written by one writer task per socket.
 
-pub mod arguments;
-pub mod auth;
-pub mod broker;
-pub mod channel;
-pub mod cli;
+pub mod access;
+pub mod admin;
 pub mod config;
-pub mod connection;
-pub mod consumer;
-pub mod dead_letter;
-pub mod dedup;
-pub mod definitions;
-pub mod delayed;
-pub mod delivery;
-pub mod error;
-pub mod exchange_types;
-pub mod expiry;
-pub mod frame;
-pub mod headers;
-pub mod http;
-pub mod memory;
-pub mod message;
-pub mod outbox;
-pub mod password;
-pub mod permissions;
-pub mod policy;
+pub mod engine;
+pub mod net;
 pub mod protocol;
-pub mod publish;
-pub mod queue;
-pub mod queue_args;
-pub mod reply_to;
-pub mod server;
 pub mod store;
-pub mod vhost;

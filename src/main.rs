@@ -3,11 +3,11 @@
 use clap::Parser;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
-use warren::broker::{Broker, BrokerOptions};
+use warren::admin::definitions::apply::load_at_boot;
+use warren::admin::http;
 use warren::config::Config;
-use warren::definitions::apply::load_at_boot;
-use warren::http;
-use warren::server;
+use warren::engine::broker::{Broker, BrokerOptions};
+use warren::net;
 
 /// jemalloc, with background threads that give freed memory back to the
 /// system within seconds: a broker's memory swings with its backlogs, and
@@ -38,7 +38,7 @@ fn main() -> std::process::ExitCode {
 async fn run() -> std::process::ExitCode {
     let config = Config::parse();
     if let Some(command) = config.command.clone() {
-        return warren::cli::run(command).await;
+        return warren::admin::cli::run(command).await;
     }
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
@@ -49,7 +49,7 @@ async fn run() -> std::process::ExitCode {
     };
     let memory_limit = config.memory_limit();
     info!(limit_bytes = memory_limit, "memory high watermark");
-    warren::memory::set_limit(memory_limit);
+    warren::engine::memory::set_limit(memory_limit);
     let broker = match Broker::open_with(&config.data_dir, options) {
         Ok(broker) => broker,
         Err(e) => {
@@ -65,7 +65,7 @@ async fn run() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     }
-    let listener = match server::bind(config.amqp_listen).await {
+    let listener = match net::listener::bind(config.amqp_listen).await {
         Ok(listener) => listener,
         Err(e) => {
             error!(addr = %config.amqp_listen, error = %e, "cannot listen");
@@ -94,7 +94,7 @@ async fn run() -> std::process::ExitCode {
         };
         Some(tokio::spawn(http::serve(http, state)))
     };
-    server::run(listener, broker.clone(), shutdown_signal()).await;
+    net::listener::run(listener, broker.clone(), shutdown_signal()).await;
     if let Some(task) = http_task {
         task.abort();
     }

@@ -4,5 +4,7 @@
 //! nothing of the broker's state.
 
 pub mod content;
+pub mod error;
 pub mod field;
+pub mod frame;
 pub mod method;

@@ -33,8 +33,8 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use tracing::{error, info, warn};
 
 use super::record::{self, Read, StoredMessage, RECORD_HEADER};
-use crate::frame;
-use crate::outbox::Outbox;
+use crate::net::outbox::Outbox;
+use crate::protocol::frame;
 
 /// Segments rotate once they pass this size (a larger record gets one alone).
 pub const SEGMENT_SIZE: u64 = 8 * 1024 * 1024;

@@ -1,0 +1,108 @@
+//! The memory alarm: how many bytes in-memory messages hold, and the throttle
+//! on publishers when that passes the high watermark.
+//!
+//! Every [`Message`](crate::engine::message::Message) carries a [`MemoryCharge`] for
+//! what it holds (its bytes and its bookkeeping), released when the last
+//! queue drops it (paged-out messages hold none); so does every message whose
+//! body is still arriving.
+//! When the total passes the limit the alarm goes off: connections that publish
+//! stop reading their sockets (TCP back-pressure) after telling clients that
+//! announced `connection.blocked`, as RabbitMQ's memory alarm does; consumers
+//! carry on, and once the total falls below 90% of the limit publishers resume.
+//! This module owns the counter and the alarm state; connections decide whom
+//! to block.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::LazyLock;
+
+use tokio::sync::Notify;
+
+static USED: AtomicUsize = AtomicUsize::new(0);
+/// 0: no limit.
+static LIMIT: AtomicUsize = AtomicUsize::new(0);
+static ALARM: AtomicBool = AtomicBool::new(false);
+static CLEARED: LazyLock<Notify> = LazyLock::new(Notify::new);
+
+/// Sets the high watermark in bytes (0 disables the alarm).
+pub fn set_limit(bytes: usize) {
+    LIMIT.store(bytes, Ordering::Relaxed);
+}
+
+pub fn limit() -> usize {
+    LIMIT.load(Ordering::Relaxed)
+}
+
+/// Bytes held by in-memory messages now.
+pub fn used() -> usize {
+    USED.load(Ordering::Relaxed)
+}
+
+pub fn alarmed() -> bool {
+    ALARM.load(Ordering::Relaxed)
+}
+
+/// Waits until the alarm is clear.
+pub async fn cleared() {
+    loop {
+        let notified = CLEARED.notified();
+        if !alarmed() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+/// The high watermark for `fraction` of this machine's memory (RabbitMQ's
+/// `vm_memory_high_watermark` is 0.4 by default).
+pub fn fraction_of_total(fraction: f64) -> usize {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<usize>().ok())
+        })
+        .map_or(0, |kb| kb * 1024);
+    (total as f64 * fraction) as usize
+}
+
+/// One holder's share of the counter (a message, a body being received),
+/// released on drop.
+#[derive(Debug, Default)]
+pub struct MemoryCharge(usize);
+
+impl MemoryCharge {
+    pub fn new(bytes: usize) -> Self {
+        let mut charge = Self(0);
+        charge.grow(bytes);
+        charge
+    }
+
+    /// Charges `bytes` more (a body that received another frame).
+    pub fn grow(&mut self, bytes: usize) {
+        self.0 += bytes;
+        let now = USED.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let limit = limit();
+        if limit != 0 && now > limit && !ALARM.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                used = now,
+                limit,
+                "memory alarm: publishers are blocked until consumers catch up"
+            );
+        }
+    }
+}
+
+impl Drop for MemoryCharge {
+    fn drop(&mut self) {
+        let now = USED.fetch_sub(self.0, Ordering::Relaxed) - self.0;
+        if ALARM.load(Ordering::Relaxed)
+            && now < limit() / 10 * 9
+            && ALARM.swap(false, Ordering::Relaxed)
+        {
+            tracing::info!(used = now, "memory alarm cleared: publishers resume");
+            CLEARED.notify_waiters();
+        }
+    }
+}
