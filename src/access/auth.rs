@@ -9,7 +9,7 @@ use amq_protocol::types::{AMQPValue, FieldTable};
 use parking_lot::RwLock;
 
 use crate::access::password::{self, HashingAlgorithm};
-use crate::engine::message::value_as_str;
+use crate::protocol::field::value_as_str;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct User {

@@ -22,8 +22,7 @@ use regex::Regex;
 use amq_protocol::types::FieldTable;
 use warren_routing::{Destination, ExchangeKind};
 
-use crate::engine::message::value_as_str;
-use crate::engine::vhost::VHost;
+use crate::protocol::field::value_as_str;
 use crate::protocol::error::AmqpError;
 
 /// One compiled expression and the text it came from.
@@ -268,6 +267,15 @@ impl Checker {
     }
 }
 
+/// What the checks need to know of a vhost's objects (the engine's vhost
+/// answers): access decides, it does not look anything up itself.
+pub trait VhostObjects {
+    fn has_exchange(&self, name: &str) -> bool;
+    fn has_queue(&self, name: &str) -> bool;
+    /// The kind of an exchange and whether it is internal.
+    fn exchange_kind(&self, name: &str) -> Option<(ExchangeKind, bool)>;
+}
+
 /// The checks of each AMQP operation, in RabbitMQ 3.10's order. Each runs
 /// before the operation touches the vhost; where RabbitMQ refuses something
 /// for another reason first (the default exchange, an `amq.` name, an unknown
@@ -278,7 +286,7 @@ impl Checker {
     /// write on the alternate exchange.
     pub fn exchange_declare(
         &self,
-        vhost: &VHost,
+        vhost: &dyn VhostObjects,
         name: &str,
         kind: &str,
         arguments: &FieldTable,
@@ -287,7 +295,7 @@ impl Checker {
             return Ok(());
         }
         self.check(Perm::Configure, Resource::Exchange, name)?;
-        if vhost.snapshot().exchanges.contains_key(name) || name.starts_with("amq.") {
+        if vhost.has_exchange(name) || name.starts_with("amq.") {
             return Ok(());
         }
         if let Some(ae) = arguments
@@ -306,12 +314,12 @@ impl Checker {
     /// also read on the queue and write on the dead-letter exchange.
     pub fn queue_declare(
         &self,
-        vhost: &VHost,
+        vhost: &dyn VhostObjects,
         name: &str,
         arguments: &FieldTable,
     ) -> Result<(), AmqpError> {
         self.check(Perm::Configure, Resource::Queue, name)?;
-        if vhost.snapshot().queues.contains_key(name) {
+        if vhost.has_queue(name) {
             return Ok(());
         }
         if let Some(dlx) = arguments
@@ -338,7 +346,7 @@ impl Checker {
     /// key when the source is a topic exchange.
     pub fn bind(
         &self,
-        vhost: &VHost,
+        vhost: &dyn VhostObjects,
         source: &str,
         destination: &Destination,
         routing_key: &str,
@@ -352,10 +360,8 @@ impl Checker {
         }
         self.check(Perm::Read, Resource::Exchange, source)?;
         let is_topic = vhost
-            .snapshot()
-            .exchanges
-            .get(source)
-            .is_some_and(|x| x.kind == ExchangeKind::Topic);
+            .exchange_kind(source)
+            .is_some_and(|(kind, _)| kind == ExchangeKind::Topic);
         if is_topic {
             self.check_topic(Perm::Read, source, routing_key)?;
         }
@@ -366,7 +372,7 @@ impl Checker {
     /// then the topic write permission against the routing key.
     pub fn publish(
         &self,
-        vhost: &VHost,
+        vhost: &dyn VhostObjects,
         exchange: &str,
         routing_key: &str,
     ) -> Result<(), AmqpError> {
@@ -375,10 +381,8 @@ impl Checker {
             return Ok(());
         }
         let is_topic = vhost
-            .snapshot()
-            .exchanges
-            .get(exchange)
-            .is_some_and(|x| x.kind == ExchangeKind::Topic && !x.internal);
+            .exchange_kind(exchange)
+            .is_some_and(|(kind, internal)| kind == ExchangeKind::Topic && !internal);
         if is_topic {
             self.check_topic(Perm::Write, exchange, routing_key)?;
         }

@@ -38,8 +38,8 @@ fn same(a: &AMQPValue, b: &AMQPValue) -> bool {
         return x == y;
     }
     match (
-        crate::engine::message::value_as_str(a),
-        crate::engine::message::value_as_str(b),
+        crate::protocol::field::value_as_str(a),
+        crate::protocol::field::value_as_str(b),
     ) {
         (Some(x), Some(y)) => x == y,
         _ => a == b,
@@ -169,7 +169,7 @@ fn int_arg(value: &AMQPValue) -> Result<i64, String> {
 fn string_arg(value: &AMQPValue) -> Result<&str, String> {
     match value {
         AMQPValue::LongString(_) | AMQPValue::ShortString(_) => {
-            crate::engine::message::value_as_str(value).ok_or_else(|| "{invalid_utf8}".to_string())
+            crate::protocol::field::value_as_str(value).ok_or_else(|| "{invalid_utf8}".to_string())
         }
         other => Err(format!("{{unacceptable_type,{}}}", type_name(other))),
     }

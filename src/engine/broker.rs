@@ -16,11 +16,16 @@ use std::time::Instant;
 
 use parking_lot::RwLock;
 use serde_json::{json, Map, Value};
-use tracing::info;
+use tracing::{error, info};
 
 use crate::access::auth::{User, Users};
+use crate::access::password::HashingAlgorithm;
 use crate::access::permissions::{AccessSlot, Permission, Permissions, TopicPermission};
-use crate::engine::policy::{Parameters, Policy};
+use crate::engine::policy::{Parameter, Parameters, Policy};
+use crate::store::access::{
+    AccessRecords, GlobalParameterRecord, ParameterRecord, PermissionRecord, PolicyRecord,
+    TopicPermissionRecord, UserRecord, VhostRecord,
+};
 use crate::engine::vhost::VHost;
 use crate::store::meta::{BindingDef, ExchangeDef, QueueDef};
 use crate::store::{Store, StoreError};
@@ -69,9 +74,6 @@ pub struct Stats {
     pub connections: AtomicI64,
     pub channels: AtomicI64,
 }
-
-/// The store document holding users, permissions, policies and parameters.
-const ACCESS_DOC: &str = "access";
 
 pub struct Broker {
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
@@ -128,8 +130,8 @@ impl Broker {
         for name in names {
             messages += broker.load_vhost(&name, &exchanges, &queues, &bindings)?;
         }
-        match meta.doc(ACCESS_DOC).map_err(&err)? {
-            Some(doc) => broker.restore_access(&doc),
+        match meta.access().map_err(&err)? {
+            Some(records) => broker.restore_access(records),
             None if broker.options.seed_defaults => {
                 broker.put_user(Users::default_guest(broker.options.guest_remote));
                 broker.set_permissions("guest", "/", Permission::all());
@@ -322,39 +324,90 @@ impl Broker {
     }
 
     /// Writes users (password hashes only), permissions, topic permissions,
-    /// policies, parameters and vhost metadata to the store, as one document
-    /// in RabbitMQ's definitions format. Called after every change to them.
+    /// policies, parameters and vhost metadata to the store, as one document.
+    /// Called after every change to them.
     pub fn persist_access(&self) -> std::io::Result<()> {
-        let mut doc = crate::admin::definitions::export::export(self);
-        doc.queues.clear();
-        doc.exchanges.clear();
-        doc.bindings.clear();
-        let bytes = serde_json::to_vec(&doc).map_err(std::io::Error::other)?;
-        self.store.meta.put_doc(ACCESS_DOC, &bytes)
+        self.store.meta.put_access(&self.access_records())
     }
 
-    /// Loads what [`Broker::persist_access`] stored.
-    /// Sets the stored policies of `vhost` (read from the access document).
+    /// Users, permissions, policies, parameters and vhost metadata, in the
+    /// store's form.
+    fn access_records(&self) -> AccessRecords {
+        let mut r = AccessRecords::default();
+        for u in self.users.list() {
+            let default_loopback = u.name == "guest" && !self.options.guest_remote;
+            r.users.push(UserRecord {
+                name: u.name.clone(),
+                password_hash: u.password_hash.clone(),
+                hashing_algorithm: u.hashing_algorithm.as_str().into(),
+                tags: u.tags.clone(),
+                limits: Some(u.limits.clone()),
+                loopback_only: (u.loopback_only != default_loopback).then_some(u.loopback_only),
+            });
+        }
+        for (user, vhost, access) in self.permissions.list() {
+            if let Some(p) = &access.permission {
+                r.permissions.push(PermissionRecord {
+                    user: user.clone(),
+                    vhost: vhost.clone(),
+                    configure: p.configure.as_str().into(),
+                    write: p.write.as_str().into(),
+                    read: p.read.as_str().into(),
+                });
+            }
+            for (exchange, t) in &access.topic {
+                r.topic_permissions.push(TopicPermissionRecord {
+                    user: user.clone(),
+                    vhost: vhost.clone(),
+                    exchange: exchange.clone(),
+                    write: t.write.as_str().into(),
+                    read: t.read.as_str().into(),
+                });
+            }
+        }
+        for p in self.parameters.list() {
+            r.parameters.push(ParameterRecord {
+                value: p.value,
+                vhost: p.vhost,
+                component: p.component,
+                name: p.name,
+            });
+        }
+        for (name, value) in self.parameters.list_global() {
+            r.global_parameters.push(GlobalParameterRecord { name, value });
+        }
+        for name in self.vhost_names() {
+            if let Some(info) = self.vhost_info(&name) {
+                r.vhosts.push(VhostRecord {
+                    name: name.clone(),
+                    limits: Some(info.limits),
+                    metadata: Some(info.metadata),
+                });
+            }
+            if let Some(vhost) = self.vhost(&name) {
+                for p in vhost.policies.list() {
+                    r.policies.push(policy_record(&name, &p));
+                }
+            }
+        }
+        r
+    }
+
+    /// Sets the stored policies of `vhost` before its messages are recovered,
+    /// so they get the TTL a policy gives their queue (the rest of the access
+    /// records is restored once every vhost is loaded).
     fn preload_policies(&self, vhost: &VHost) {
-        let Ok(Some(doc)) = self.store.meta.doc(ACCESS_DOC) else {
-            return;
-        };
-        let Ok(defs) = serde_json::from_slice::<crate::admin::definitions::Definitions>(&doc)
-        else {
+        let Ok(Some(records)) = self.store.meta.access() else {
             return;
         };
         let mut any = false;
-        for p in defs.policies.iter().filter(|p| *p.vhost == *vhost.name) {
-            let policy = Policy::new(
-                &p.name,
-                &p.pattern,
-                &p.apply_to,
-                p.definition.clone(),
-                p.priority,
-            );
-            if let Ok(policy) = policy {
-                vhost.policies.set(policy);
-                any = true;
+        for p in records.policies.iter().filter(|p| *p.vhost == *vhost.name) {
+            match policy_from(p) {
+                Ok(policy) => {
+                    vhost.policies.set(policy);
+                    any = true;
+                }
+                Err(e) => error!(policy = %p.name, vhost = %p.vhost, error = %e, "stored policy skipped"),
             }
         }
         if any {
@@ -362,16 +415,64 @@ impl Broker {
         }
     }
 
-    fn restore_access(&self, doc: &[u8]) {
-        let defs: crate::admin::definitions::Definitions = match serde_json::from_slice(doc) {
-            Ok(defs) => defs,
-            Err(e) => {
-                tracing::error!(error = %e, "stored users and permissions are unreadable; none loaded");
-                return;
+    /// Restores what [`Broker::persist_access`] stored. An entry that no
+    /// longer reads (a bad regex, an unknown hashing algorithm) is logged and
+    /// skipped; the rest is restored.
+    fn restore_access(&self, records: AccessRecords) {
+        for v in records.vhosts {
+            if self.vhost(&v.name).is_some() {
+                let mut info = VhostInfo::new("");
+                if let Some(metadata) = v.metadata {
+                    info.metadata = metadata;
+                }
+                if let Some(limits) = v.limits {
+                    info.limits = limits;
+                }
+                self.set_vhost_info(&v.name, info);
             }
-        };
-        if let Err(e) = crate::admin::definitions::apply::restore(self, &defs) {
-            tracing::error!(error = %e, "stored users and permissions could not be restored");
+        }
+        for u in records.users {
+            let Some(hashing_algorithm) = HashingAlgorithm::parse(&u.hashing_algorithm) else {
+                error!(user = %u.name, algorithm = %u.hashing_algorithm, "stored user skipped: unknown hashing algorithm");
+                continue;
+            };
+            let default_loopback = u.name == "guest" && !self.options.guest_remote;
+            self.put_user(User {
+                loopback_only: u.loopback_only.unwrap_or(default_loopback),
+                name: u.name,
+                password_hash: u.password_hash,
+                hashing_algorithm,
+                tags: u.tags,
+                limits: u.limits.unwrap_or_default(),
+            });
+        }
+        for p in records.permissions {
+            match Permission::new(&p.configure, &p.write, &p.read) {
+                Ok(permission) => self.set_permissions(&p.user, &p.vhost, permission),
+                Err(e) => error!(user = %p.user, vhost = %p.vhost, error = %e, "stored permissions skipped"),
+            }
+        }
+        for p in records.topic_permissions {
+            match TopicPermission::new(&p.user, &p.vhost, &p.write, &p.read) {
+                Ok(topic) => self.set_topic_permissions(&p.user, &p.vhost, &p.exchange, topic),
+                Err(e) => error!(user = %p.user, vhost = %p.vhost, error = %e, "stored topic permissions skipped"),
+            }
+        }
+        for p in records.parameters {
+            self.parameters.set(Parameter {
+                vhost: p.vhost,
+                component: p.component,
+                name: p.name,
+                value: p.value,
+            });
+        }
+        for p in records.global_parameters {
+            self.parameters.set_global(&p.name, p.value);
+        }
+        for p in &records.policies {
+            if let Ok(policy) = policy_from(p) {
+                self.set_policy(&p.vhost, policy);
+            }
         }
     }
 
@@ -398,4 +499,25 @@ pub fn test_broker(options: BrokerOptions) -> (Arc<Broker>, tempfile::TempDir) {
         Ok(b) => (b, dir),
         Err(e) => panic!("cannot open a test broker: {e}"),
     }
+}
+
+fn policy_record(vhost: &str, p: &Policy) -> PolicyRecord {
+    PolicyRecord {
+        vhost: vhost.to_string(),
+        name: p.name.clone(),
+        pattern: p.pattern.clone(),
+        apply_to: p.apply_to.as_str().into(),
+        definition: p.definition.clone(),
+        priority: p.priority,
+    }
+}
+
+fn policy_from(p: &PolicyRecord) -> Result<Policy, String> {
+    Policy::new(
+        &p.name,
+        &p.pattern,
+        &p.apply_to,
+        p.definition.clone(),
+        p.priority,
+    )
 }

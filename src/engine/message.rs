@@ -191,20 +191,3 @@ impl HeaderSource for LazyHeaders<'_> {
         self.table.get_or_init(|| self.message.headers()).as_ref()
     }
 }
-
-/// A header value as a string, whichever string type the client used.
-pub fn value_as_str(value: &AMQPValue) -> Option<&str> {
-    match value {
-        AMQPValue::ShortString(s) => Some(s.as_str()),
-        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
-        _ => None,
-    }
-}
-
-/// A header or argument value as an integer, whichever integer type the client used.
-pub fn value_as_i64(value: &AMQPValue) -> Option<i64> {
-    match *value {
-        AMQPValue::Timestamp(v) => i64::try_from(v).ok(),
-        _ => warren_routing::value::as_integer(value),
-    }
-}

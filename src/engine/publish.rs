@@ -17,7 +17,8 @@ use tracing::error;
 use warren_routing::{RoutableMessage, Route};
 
 use crate::engine::arguments::type_name;
-use crate::engine::message::{value_as_str, Message};
+use crate::engine::message::Message;
+use crate::protocol::field::value_as_str;
 use crate::engine::queue::{Enqueue, Queue};
 use crate::engine::rebuild::{self, Edit};
 use crate::engine::vhost::Snapshot;

@@ -772,7 +772,7 @@ fn alternate_exchange(arguments: &FieldTable) -> Option<Arc<str>> {
     arguments
         .inner()
         .get("alternate-exchange")
-        .and_then(crate::engine::message::value_as_str)
+        .and_then(crate::protocol::field::value_as_str)
         .map(Arc::from)
 }
 
@@ -845,4 +845,21 @@ pub fn notify_cancel(consumer: &Arc<Consumer>) {
             })),
         )
     });
+}
+
+impl crate::access::permissions::VhostObjects for VHost {
+    fn has_exchange(&self, name: &str) -> bool {
+        self.snapshot().exchanges.contains_key(name)
+    }
+
+    fn has_queue(&self, name: &str) -> bool {
+        self.snapshot().queues.contains_key(name)
+    }
+
+    fn exchange_kind(&self, name: &str) -> Option<(ExchangeKind, bool)> {
+        self.snapshot()
+            .exchanges
+            .get(name)
+            .map(|x| (x.kind, x.internal))
+    }
 }

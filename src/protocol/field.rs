@@ -475,6 +475,23 @@ pub fn encoded_table(table: &FieldTable) -> Vec<u8> {
     out
 }
 
+/// A header value as a string, whichever string type the client used.
+pub fn value_as_str(value: &AMQPValue) -> Option<&str> {
+    match value {
+        AMQPValue::ShortString(s) => Some(s.as_str()),
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
+        _ => None,
+    }
+}
+
+/// A header or argument value as an integer, whichever integer type the client used.
+pub fn value_as_i64(value: &AMQPValue) -> Option<i64> {
+    match *value {
+        AMQPValue::Timestamp(v) => i64::try_from(v).ok(),
+        _ => warren_routing::value::as_integer(value),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,8 +33,6 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use tracing::{error, info, warn};
 
 use super::record::{self, Read, StoredMessage, RECORD_HEADER};
-use crate::net::outbox::Outbox;
-use crate::protocol::frame;
 
 /// Segments rotate once they pass this size (a larger record gets one alone).
 pub const SEGMENT_SIZE: u64 = 8 * 1024 * 1024;
@@ -83,9 +81,19 @@ struct Writer {
     scratch: Vec<u8>,
 }
 
+/// Who is told that what it wrote is on disk (a client connection: the
+/// network layer implements it). The store calls up through this trait and
+/// knows nothing of connections.
+pub trait SyncListener: Send + Sync {
+    /// The answers of one group-commit round for this listener, in order:
+    /// `(channel, Some(method))` to send, `(channel, None)` where the write
+    /// failed and nothing can be said (the connection must then close).
+    fn synced(&self, answers: Vec<(u16, Option<AMQPClass>)>);
+}
+
 /// Something to send once the data it depends on is on disk.
 pub struct SyncWaiter {
-    pub outbox: Arc<Outbox>,
+    pub listener: Arc<dyn SyncListener>,
     pub channel: u16,
     pub on_synced: AMQPClass,
     /// Sent instead when the fsync failed (None: close the connection).
@@ -447,31 +455,21 @@ impl MessageLog {
 }
 
 fn answer(waiters: Vec<SyncWaiter>, ok: bool) {
-    // One outbox append per connection for the whole round.
-    type Frames = Vec<(u16, Option<AMQPClass>)>;
-    let mut by_outbox: Vec<(Arc<Outbox>, Frames)> = Vec::new();
+    // One call per listener (one outbox append per connection) for the round.
+    type Answers = Vec<(u16, Option<AMQPClass>)>;
+    let mut by_listener: Vec<(Arc<dyn SyncListener>, Answers)> = Vec::new();
     for w in waiters {
         let method = if ok { Some(w.on_synced) } else { w.on_failure };
-        match by_outbox
-            .iter_mut()
-            .find(|(o, _)| Arc::ptr_eq(o, &w.outbox))
-        {
+        let same = |l: &Arc<dyn SyncListener>| {
+            std::ptr::addr_eq(Arc::as_ptr(l), Arc::as_ptr(&w.listener))
+        };
+        match by_listener.iter_mut().find(|(l, _)| same(l)) {
             Some((_, list)) => list.push((w.channel, method)),
-            None => by_outbox.push((w.outbox, vec![(w.channel, method)])),
+            None => by_listener.push((w.listener, vec![(w.channel, method)])),
         }
     }
-    for (outbox, frames) in by_outbox {
-        let close = frames.iter().any(|(_, m)| m.is_none());
-        outbox.send(|out| {
-            for (channel, method) in frames {
-                if let Some(method) = method {
-                    frame::push_method(out, channel, method);
-                }
-            }
-        });
-        if close {
-            outbox.close_when_flushed();
-        }
+    for (listener, answers) in by_listener {
+        listener.synced(answers);
     }
 }
 

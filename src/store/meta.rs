@@ -84,6 +84,9 @@ mod wire_table {
     }
 }
 
+/// The document holding users, permissions, policies and parameters.
+const ACCESS_DOC: &str = "access";
+
 /// The sled database of definitions.
 pub struct Meta {
     db: sled::Db,
@@ -167,6 +170,23 @@ impl Meta {
             .insert(format!("doc:{name}"), value)
             .map_err(to_io)?;
         self.flush()
+    }
+
+    /// The stored users, permissions, policies and parameters (None in a
+    /// fresh store).
+    pub fn access(&self) -> io::Result<Option<super::access::AccessRecords>> {
+        match self.doc(ACCESS_DOC)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(io::Error::other),
+        }
+    }
+
+    /// Replaces the stored users, permissions, policies and parameters.
+    pub fn put_access(&self, records: &super::access::AccessRecords) -> io::Result<()> {
+        let bytes = serde_json::to_vec(records).map_err(io::Error::other)?;
+        self.put_doc(ACCESS_DOC, &bytes)
     }
 
     pub fn vhosts(&self) -> io::Result<Vec<String>> {

@@ -11,6 +11,7 @@
 //! vhost does) nor hold queue state (queues keep a [`log::Location`] per stored
 //! message).
 
+pub mod access;
 pub mod log;
 pub mod meta;
 pub mod record;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-pub use log::{Location, MessageLog, Recovered, SyncWaiter};
+pub use log::{Location, MessageLog, Recovered, SyncListener, SyncWaiter};
 pub use meta::Meta;
 
 #[derive(Debug, Error)]

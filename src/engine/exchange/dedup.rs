@@ -14,7 +14,8 @@
 
 use amq_protocol::types::AMQPValue;
 
-use crate::engine::message::{value_as_i64, value_as_str, Message};
+use crate::engine::message::Message;
+use crate::protocol::field::{value_as_i64, value_as_str};
 
 /// The header whose value identifies a message.
 pub const HEADER: &str = "x-deduplication-header";

@@ -23,7 +23,8 @@ use tokio::sync::Notify;
 use tracing::error;
 use warren_routing::Route;
 
-use crate::engine::message::{value_as_i64, value_as_str, Message};
+use crate::engine::message::Message;
+use crate::protocol::field::{value_as_i64, value_as_str};
 use crate::engine::publish::{self, Outcome};
 use crate::engine::queue::expiry::{now_ms, NEVER};
 use crate::engine::vhost::{Exchange, VHost};

@@ -19,7 +19,7 @@ use amq_protocol::types::{AMQPValue, FieldTable};
 use warren_routing::ExchangeKind;
 
 use crate::engine::exchange::dedup::Cache;
-use crate::engine::message::value_as_str;
+use crate::protocol::field::value_as_str;
 use crate::protocol::error::AmqpError;
 
 pub const DELAYED: &str = "x-delayed-message";
@@ -108,7 +108,7 @@ pub fn resolve(kind: &str, arguments: &FieldTable) -> Result<(ExchangeKind, Exte
 
 /// A positive integer argument, given as any integer type or as digits.
 fn positive(value: &AMQPValue) -> Option<u64> {
-    let n = match crate::engine::message::value_as_i64(value) {
+    let n = match crate::protocol::field::value_as_i64(value) {
         Some(n) => n,
         None => value_as_str(value)?.trim().parse().ok()?,
     };

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use amq_protocol::types::{AMQPValue, FieldTable};
 
-use crate::engine::message::{value_as_i64, value_as_str};
+use crate::protocol::field::{value_as_i64, value_as_str};
 use crate::protocol::error::{in_vhost, AmqpError};
 
 /// `x-overflow`: what a full queue does with a new message.

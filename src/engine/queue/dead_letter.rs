@@ -24,7 +24,8 @@ use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortSt
 use tracing::{error, warn};
 use warren_routing::Route;
 
-use crate::engine::message::{value_as_str, Message};
+use crate::engine::message::Message;
+use crate::protocol::field::value_as_str;
 use crate::engine::queue::expiry::now_ms;
 use crate::engine::queue::Queue;
 use crate::engine::rebuild::{self, Edit};
@@ -251,7 +252,7 @@ pub fn make_message(
                 Some(mut entry) => {
                     let count = entry
                         .get("count")
-                        .and_then(crate::engine::message::value_as_i64)
+                        .and_then(crate::protocol::field::value_as_i64)
                         .unwrap_or(0);
                     entry.insert("count".into(), AMQPValue::LongLongInt(count + 1));
                     entry

@@ -24,7 +24,8 @@ use crate::access::permissions::{Perm, Resource};
 use crate::engine::exchange::delayed;
 use crate::engine::exchange::Extension;
 use crate::engine::memory::MemoryCharge;
-use crate::engine::message::{value_as_i64, Message};
+use crate::engine::message::Message;
+use crate::protocol::field::value_as_i64;
 use crate::engine::publish;
 use crate::engine::queue::consumer::Consumer;
 use crate::engine::queue::delivery::{self, DeliveryChannel, Unacked};
@@ -358,7 +359,7 @@ impl Channel {
         session
             .perms
             .publish(
-                &session.vhost,
+                &*session.vhost,
                 publish.exchange.as_str(),
                 publish.routing_key.as_str(),
             )
@@ -444,7 +445,7 @@ impl Channel {
                     Enqueued::Memory => self.send(session, ack),
                     Enqueued::Failed | Enqueued::Rejected => self.send(session, nack),
                     Enqueued::Stored => session.vhost.log.after_sync(SyncWaiter {
-                        outbox: session.handle.outbox.clone(),
+                        listener: session.handle.outbox.clone(),
                         channel: self.id,
                         on_synced: ack,
                         on_failure: Some(nack),
@@ -670,7 +671,7 @@ impl Channel {
                     let (name, kind) = (d.exchange.as_str(), d.kind.as_str());
                     session
                         .perms
-                        .exchange_declare(&vhost, name, kind, &d.arguments)?;
+                        .exchange_declare(&*vhost, name, kind, &d.arguments)?;
                 }
                 vhost.declare_exchange(&ExchangeDeclare {
                     name: d.exchange.as_str(),
@@ -697,7 +698,7 @@ impl Channel {
             exchange::AMQPMethod::Bind(b) => {
                 let destination = Destination::Exchange(Arc::from(b.destination.as_str()));
                 let (source, key) = (b.source.as_str(), b.routing_key.as_str());
-                session.perms.bind(&vhost, source, &destination, key)?;
+                session.perms.bind(&*vhost, source, &destination, key)?;
                 vhost.bind(
                     b.source.as_str(),
                     destination,
@@ -710,7 +711,7 @@ impl Channel {
             exchange::AMQPMethod::Unbind(b) => {
                 let destination = Destination::Exchange(Arc::from(b.destination.as_str()));
                 let (source, key) = (b.source.as_str(), b.routing_key.as_str());
-                session.perms.bind(&vhost, source, &destination, key)?;
+                session.perms.bind(&*vhost, source, &destination, key)?;
                 vhost.unbind(
                     b.source.as_str(),
                     destination,
@@ -775,7 +776,7 @@ impl Channel {
                     d.queue.to_string()
                 };
                 if !d.passive {
-                    session.perms.queue_declare(&vhost, &name, &d.arguments)?;
+                    session.perms.queue_declare(&*vhost, &name, &d.arguments)?;
                 }
                 let (queue, messages, consumers) = vhost.declare_queue(&QueueDeclare {
                     name: &name,
@@ -810,7 +811,7 @@ impl Channel {
                 let name = self.queue_name(&b.queue)?;
                 let destination = Destination::Queue(Arc::from(name.as_str()));
                 let (source, key) = (b.exchange.as_str(), b.routing_key.as_str());
-                session.perms.bind(&vhost, source, &destination, key)?;
+                session.perms.bind(&*vhost, source, &destination, key)?;
                 vhost.bind(
                     b.exchange.as_str(),
                     destination,
@@ -829,7 +830,7 @@ impl Channel {
                 let name = self.queue_name(&b.queue)?;
                 let destination = Destination::Queue(Arc::from(name.as_str()));
                 let (source, key) = (b.exchange.as_str(), b.routing_key.as_str());
-                session.perms.bind(&vhost, source, &destination, key)?;
+                session.perms.bind(&*vhost, source, &destination, key)?;
                 vhost.unbind(
                     b.exchange.as_str(),
                     destination,
@@ -1168,7 +1169,7 @@ impl Channel {
                 if stored {
                     // commit-ok means the transaction's persistent messages are on disk.
                     session.vhost.log.after_sync(SyncWaiter {
-                        outbox: session.handle.outbox.clone(),
+                        listener: session.handle.outbox.clone(),
                         channel: self.id,
                         on_synced: ok,
                         on_failure: None,
