@@ -22,8 +22,8 @@ use regex::Regex;
 use amq_protocol::types::FieldTable;
 use warren_routing::{Destination, ExchangeKind};
 
-use crate::protocol::field::value_as_str;
 use crate::protocol::error::AmqpError;
+use crate::protocol::field::value_as_str;
 
 /// One compiled expression and the text it came from.
 #[derive(Clone, Debug)]

@@ -22,11 +22,11 @@ use crate::access::auth::{User, Users};
 use crate::access::password::HashingAlgorithm;
 use crate::access::permissions::{AccessSlot, Permission, Permissions, TopicPermission};
 use crate::engine::policy::{Parameter, Parameters, Policy};
+use crate::engine::vhost::VHost;
 use crate::store::access::{
     AccessRecords, GlobalParameterRecord, ParameterRecord, PermissionRecord, PolicyRecord,
     TopicPermissionRecord, UserRecord, VhostRecord,
 };
-use crate::engine::vhost::VHost;
 use crate::store::meta::{BindingDef, ExchangeDef, QueueDef};
 use crate::store::{Store, StoreError};
 
@@ -374,7 +374,8 @@ impl Broker {
             });
         }
         for (name, value) in self.parameters.list_global() {
-            r.global_parameters.push(GlobalParameterRecord { name, value });
+            r.global_parameters
+                .push(GlobalParameterRecord { name, value });
         }
         for name in self.vhost_names() {
             if let Some(info) = self.vhost_info(&name) {
@@ -407,7 +408,9 @@ impl Broker {
                     vhost.policies.set(policy);
                     any = true;
                 }
-                Err(e) => error!(policy = %p.name, vhost = %p.vhost, error = %e, "stored policy skipped"),
+                Err(e) => {
+                    error!(policy = %p.name, vhost = %p.vhost, error = %e, "stored policy skipped")
+                }
             }
         }
         if any {
@@ -449,13 +452,17 @@ impl Broker {
         for p in records.permissions {
             match Permission::new(&p.configure, &p.write, &p.read) {
                 Ok(permission) => self.set_permissions(&p.user, &p.vhost, permission),
-                Err(e) => error!(user = %p.user, vhost = %p.vhost, error = %e, "stored permissions skipped"),
+                Err(e) => {
+                    error!(user = %p.user, vhost = %p.vhost, error = %e, "stored permissions skipped")
+                }
             }
         }
         for p in records.topic_permissions {
             match TopicPermission::new(&p.user, &p.vhost, &p.write, &p.read) {
                 Ok(topic) => self.set_topic_permissions(&p.user, &p.vhost, &p.exchange, topic),
-                Err(e) => error!(user = %p.user, vhost = %p.vhost, error = %e, "stored topic permissions skipped"),
+                Err(e) => {
+                    error!(user = %p.user, vhost = %p.vhost, error = %e, "stored topic permissions skipped")
+                }
             }
         }
         for p in records.parameters {

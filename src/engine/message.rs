@@ -18,6 +18,7 @@ use warren_routing::{HeaderSource, Headers, MessageProperties, RoutableMessage};
 
 use crate::engine::memory::MemoryCharge;
 use crate::protocol::content::{ContentHeader, Properties};
+use crate::protocol::field::{value_as_i64, value_as_str};
 use crate::protocol::frame;
 use crate::store::record::StoredMessage;
 use crate::store::{Location, MessageLog};
@@ -94,6 +95,13 @@ impl Message {
     /// One top-level header, decoded alone.
     pub fn header(&self, key: &str) -> Option<AMQPValue> {
         self.properties.header(key)
+    }
+
+    /// The key the deduplication plugin identifies this message by: its
+    /// `x-deduplication-header` header's value (strings of either kind and
+    /// integers of any width compare by value).
+    pub fn dedup_key(&self) -> Option<String> {
+        self.header(DEDUP_HEADER).as_ref().map(dedup_key_of)
     }
 
     /// The headers as routing reads them: decoded at most once, and only if a
@@ -190,4 +198,22 @@ impl HeaderSource for LazyHeaders<'_> {
     fn table(&self) -> Option<&FieldTable> {
         self.table.get_or_init(|| self.message.headers()).as_ref()
     }
+}
+
+/// The header whose value identifies a message for deduplication.
+pub const DEDUP_HEADER: &str = "x-deduplication-header";
+
+fn dedup_key_of(value: &AMQPValue) -> String {
+    if let Some(s) = value_as_str(value) {
+        return format!("s:{s}");
+    }
+    if let Some(n) = value_as_i64(value) {
+        return format!("i:{n}");
+    }
+    // Anything else (tables, arrays, bytes...) by its wire encoding, written
+    // without recursion however deeply it nests.
+    let mut encoded = Vec::new();
+    crate::protocol::field::encode_value(&mut encoded, value);
+    let hex: String = encoded.iter().map(|b| format!("{b:02x}")).collect();
+    format!("v:{hex}")
 }

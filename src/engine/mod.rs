@@ -3,6 +3,8 @@
 
 pub mod arguments;
 pub mod broker;
+pub mod clock;
+pub mod dead_lettering;
 pub mod exchange;
 pub mod memory;
 pub mod message;

@@ -1,28 +1,44 @@
-//! Putting a routed message into its queues, and sender-selected distribution.
+//! The publish pipeline: where a message published to an exchange goes, and
+//! putting it there. Every message enters queues through here, whoever
+//! publishes it: a client's channel ([`Router::publish`]), dead-lettering and
+//! the delayed-message exchange's releases ([`Router::collect`] then
+//! [`enqueue`]).
 //!
-//! [`enqueue`] is the one way a message enters queues, whoever publishes it: a
-//! client's channel, dead-lettering, the delayed-message exchange. A persistent
-//! message bound for durable queues is appended to the vhost's log once, listing
-//! all of them, before any queue sees it.
+//! In order, for one publish:
+//! 1. the routing keys: the routing key, then the `CC` and `BCC` headers'
+//!    keys (RabbitMQ's sender-selected distribution, [`routing_keys`]);
+//! 2. the exchange: the default exchange names queues (and direct reply-to
+//!    consumers) by key; a named one must exist and not be internal; a
+//!    delayed-message exchange holds a message with a positive `x-delay`
+//!    (`exchange::delayed`); a deduplication exchange drops a repeat
+//!    (`exchange::dedup`);
+//! 3. the bindings: warren-routing's topology walks exchange types,
+//!    selectors, exchange-to-exchange bindings and alternate exchanges;
+//!    each queue is reached once whatever the number of keys;
+//! 4. `BCC` is removed from the message;
+//! 5. [`enqueue`]: a persistent message bound for durable (or quorum) queues
+//!    is appended to the vhost's log once, listing all of them, then each
+//!    queue takes it.
 //!
-//! `CC` and `BCC` headers (RabbitMQ's sender-selected distribution) add routing
-//! keys to a publish; `BCC` is removed before the message is stored or delivered.
+//! What the publisher is told (confirm, nack, basic.return, tx.commit-ok) is
+//! the channel's business, from the [`Published`] it gets back.
 
 use std::sync::Arc;
 
 use amq_protocol::types::{AMQPValue, FieldTable};
-
-use crate::protocol::content::Properties;
 use tracing::error;
 use warren_routing::{RoutableMessage, Route};
 
 use crate::engine::arguments::type_name;
+use crate::engine::exchange::{delayed, Extension};
 use crate::engine::message::Message;
-use crate::protocol::field::value_as_str;
 use crate::engine::queue::{Enqueue, Queue};
 use crate::engine::rebuild::{self, Edit};
-use crate::engine::vhost::Snapshot;
+use crate::engine::reply_to;
+use crate::engine::vhost::{Snapshot, VHost};
+use crate::protocol::content::Properties;
 use crate::protocol::error::AmqpError;
+use crate::protocol::field::value_as_str;
 use crate::store::{Location, MessageLog};
 
 /// What happened to a message handed to [`enqueue`].
@@ -34,6 +50,154 @@ pub struct Outcome {
     pub failed: bool,
     /// A queue refused it (`x-overflow` reject-publish): nack the publisher.
     pub rejected: bool,
+}
+
+/// What a publish came to.
+pub struct Published {
+    /// Whether any queue took it (false: unroutable, returned if mandatory).
+    pub routed: bool,
+    /// Held by a delayed-message exchange (never returned, as the plugin does).
+    pub held: bool,
+    pub outcome: Outcome,
+    /// The message as queues got it (`BCC` removed), for a basic.return.
+    pub message: Arc<Message>,
+}
+
+/// The routing scratch of one publisher, reused from publish to publish so
+/// that routing allocates nothing.
+#[derive(Default)]
+pub struct Router {
+    route: Route,
+    targets: Vec<Arc<Queue>>,
+}
+
+impl Router {
+    /// Publishes `message` to `exchange` ("" is the default exchange) of
+    /// `vhost`: the whole pipeline of this module. Errors are the publisher's
+    /// (404 no exchange, 403 internal exchange).
+    pub fn publish(
+        &mut self,
+        vhost: &Arc<VHost>,
+        exchange: &str,
+        message: Arc<Message>,
+    ) -> Result<Published, AmqpError> {
+        let snap = vhost.snapshot();
+        let (keys, bcc) = routing_keys(&message);
+        let strip = |m: Arc<Message>| if bcc { Arc::new(strip_bcc(&m)) } else { m };
+        let mut duplicate = false;
+        if !exchange.is_empty() {
+            let x = check_target(vhost, &snap, exchange)?;
+            match &x.extension {
+                Extension::None => {}
+                Extension::Delayed => {
+                    if let Some(delay) = delayed::delay_of(&message) {
+                        let message = strip(message);
+                        let outcome = match vhost.delayed.hold(vhost, &x, message.clone(), delay) {
+                            Ok(stored) => Outcome {
+                                stored,
+                                ..Outcome::default()
+                            },
+                            Err(_) => Outcome {
+                                failed: true,
+                                ..Outcome::default()
+                            },
+                        };
+                        return Ok(Published {
+                            routed: true,
+                            held: true,
+                            outcome,
+                            message,
+                        });
+                    }
+                }
+                // A repeat within the window goes nowhere (so it is returned).
+                Extension::Deduplication(cache) => duplicate = cache.is_duplicate(&message),
+            }
+        }
+        if !duplicate {
+            self.collect(&snap, vhost, exchange, &keys, &message);
+        }
+        let message = strip(message);
+        let outcome = enqueue(&vhost.log, &self.targets, message.clone());
+        let routed = !self.targets.is_empty();
+        self.targets.clear();
+        Ok(Published {
+            routed,
+            held: false,
+            outcome,
+            message,
+        })
+    }
+
+    /// The queues `message` reaches through `exchange` with each of `keys`,
+    /// each queue once (exchange types, selectors, exchange-to-exchange
+    /// bindings and alternate exchanges; no plugin behaviour). The list is
+    /// this router's: read or filter it, then hand it to [`enqueue`].
+    pub fn collect(
+        &mut self,
+        snap: &Snapshot,
+        vhost: &VHost,
+        exchange: &str,
+        keys: &[String],
+        message: &Message,
+    ) -> &mut Vec<Arc<Queue>> {
+        let targets = &mut self.targets;
+        targets.clear();
+        let add = |targets: &mut Vec<Arc<Queue>>, queue: &Arc<Queue>, check: bool| {
+            if !check || !targets.iter().any(|t| Arc::ptr_eq(t, queue)) {
+                targets.push(queue.clone());
+            }
+        };
+        if exchange.is_empty() {
+            for key in keys {
+                if let Some(queue) = snap.queues.get(key.as_str()) {
+                    add(targets, queue, true);
+                } else if key.starts_with(reply_to::PREFIX) {
+                    if let Some(queue) = vhost.reply_to.get(key) {
+                        add(targets, &queue, true);
+                    }
+                }
+            }
+            return targets;
+        }
+        let headers = message.lazy_headers();
+        let routable = message.routable(&headers);
+        for (i, key) in keys.iter().enumerate() {
+            snap.topology.route(
+                exchange,
+                &RoutableMessage {
+                    routing_key: key,
+                    ..routable
+                },
+                &mut self.route,
+            );
+            // One route never names a queue twice; only further keys can.
+            let check = i > 0;
+            for name in &self.route.queues {
+                if let Some(queue) = snap.queues.get(name) {
+                    add(targets, queue, check);
+                }
+            }
+        }
+        targets
+    }
+}
+
+/// Publish-time checks on a named exchange: it exists (404) and is not
+/// internal (403). Transactions check when the publish arrives, not at commit.
+pub fn check_target(
+    vhost: &VHost,
+    snap: &Snapshot,
+    exchange: &str,
+) -> Result<Arc<crate::engine::exchange::Exchange>, AmqpError> {
+    let x = vhost.exchange(snap, exchange)?;
+    if x.internal {
+        return Err(AmqpError::AccessRefused(format!(
+            "cannot publish to internal exchange '{exchange}' in vhost '{}'",
+            vhost.name
+        )));
+    }
+    Ok(x)
 }
 
 /// Enqueues `message` on every queue of `targets` (each once), writing it to the
@@ -95,13 +259,15 @@ pub fn check_routing_headers(properties: &Properties) -> Result<(), AmqpError> {
     Ok(())
 }
 
-/// The extra routing keys of a message (`CC` then `BCC`), and whether it has a
-/// `BCC` header to remove.
-pub fn extra_keys(message: &Message) -> (Vec<String>, bool) {
+/// The keys a message is routed with: its routing key, then the string
+/// elements of its `CC` and `BCC` headers; and whether it has a `BCC` header
+/// (removed before it is stored or delivered, so a dead letter or a released
+/// delayed message has its routing key and `CC` keys only).
+pub fn routing_keys(message: &Message) -> (Vec<String>, bool) {
+    let mut keys = vec![message.routing_key.to_string()];
     if !message.properties.has_headers() {
-        return (Vec::new(), false);
+        return (keys, false);
     }
-    let mut keys = Vec::new();
     let mut bcc = false;
     for key in ROUTING_HEADERS {
         if let Some(value) = message.header(key) {
@@ -137,44 +303,4 @@ pub fn strip_bcc(message: &Message) -> Message {
         message.routing_key.clone(),
         properties,
     )
-}
-
-/// Routes a message through `exchange` ("" is the default exchange) once per
-/// routing key, adding each queue reached to `targets` once.
-pub fn route_keys(
-    snap: &Snapshot,
-    exchange: &str,
-    keys: &[String],
-    message: &Message,
-    route: &mut Route,
-    targets: &mut Vec<Arc<Queue>>,
-) {
-    let mut add = |queue: &Arc<Queue>| {
-        if !targets.iter().any(|t| Arc::ptr_eq(t, queue)) {
-            targets.push(queue.clone());
-        }
-    };
-    let headers = message.lazy_headers();
-    let routable = message.routable(&headers);
-    for key in keys {
-        if exchange.is_empty() {
-            if let Some(queue) = snap.queues.get(key.as_str()) {
-                add(queue);
-            }
-            continue;
-        }
-        snap.topology.route(
-            exchange,
-            &RoutableMessage {
-                routing_key: key,
-                ..routable
-            },
-            route,
-        );
-        for name in &route.queues {
-            if let Some(queue) = snap.queues.get(name) {
-                add(queue);
-            }
-        }
-    }
 }

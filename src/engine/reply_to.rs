@@ -46,7 +46,7 @@ impl Registry {
                 arguments: FieldTable::default(),
             },
             None,
-            Arc::downgrade(vhost),
+            Arc::downgrade(vhost) as Weak<dyn crate::engine::queue::QueueOwner>,
         );
         self.queues.lock().insert(name, Arc::downgrade(&queue));
         queue

@@ -18,27 +18,19 @@ use parking_lot::Mutex;
 use warren_routing::{Destination, ExchangeKind, Topology};
 
 use crate::engine::arguments::{self, check_equivalent, inequivalent_property};
-use crate::engine::exchange::{self, Extension};
+use crate::engine::dead_lettering;
+use crate::engine::exchange::{self, delayed, Exchange, Extension};
+use crate::engine::message::Message;
 use crate::engine::policy::Policies;
+use crate::engine::publish::{self, routing_keys, Router};
 use crate::engine::queue::consumer::Consumer;
+use crate::engine::queue::dead_letter::DeadLetter;
+use crate::engine::queue::QueueOwner;
 use crate::engine::queue::{Queue, QueueConfig};
 use crate::protocol::error::{in_vhost, AmqpError};
 use crate::protocol::frame;
 use crate::store::meta::{BindingDef, ExchangeDef, QueueDef};
 use crate::store::{MessageLog, Meta};
-
-/// An exchange's declared properties (its bindings live in the topology).
-#[derive(Debug, Clone)]
-pub struct Exchange {
-    pub name: Arc<str>,
-    pub kind: ExchangeKind,
-    pub durable: bool,
-    pub auto_delete: bool,
-    pub internal: bool,
-    pub arguments: FieldTable,
-    /// What a plugin exchange type (delayed, deduplication) adds.
-    pub extension: Extension,
-}
 
 /// Everything a publisher needs to route, as one immutable value.
 #[derive(Clone, Default)]
@@ -835,7 +827,7 @@ pub fn notify_cancel(consumer: &Arc<Consumer>) {
     }
     let channel = consumer.channel.id;
     let tag = consumer.tag.clone();
-    conn.outbox.send(|out| {
+    conn.send(|out| {
         frame::push_method(
             out,
             channel,
@@ -861,5 +853,46 @@ impl crate::access::permissions::VhostObjects for VHost {
             .exchanges
             .get(name)
             .map(|x| (x.kind, x.internal))
+    }
+}
+
+impl QueueOwner for VHost {
+    fn dead_letter(&self, queue: &Arc<Queue>, letters: Vec<DeadLetter>) {
+        match self.me.upgrade() {
+            Some(me) => dead_lettering::emit(&me, queue, letters),
+            None => {
+                for letter in letters {
+                    queue.settle_location(letter.location);
+                }
+            }
+        }
+    }
+
+    fn remove_queue(&self, queue: &Arc<Queue>) -> u32 {
+        VHost::remove_queue(self, queue)
+    }
+}
+
+impl delayed::Owner for VHost {
+    fn delayed(&self) -> &delayed::Delayed {
+        &self.delayed
+    }
+
+    fn log(&self) -> &MessageLog {
+        &self.log
+    }
+
+    /// A released message goes through its exchange as the exchange's type
+    /// and bindings are now (nowhere if the exchange is gone).
+    fn release(&self, exchange: &str, message: Arc<Message>) -> bool {
+        let snap = self.snapshot();
+        let mut router = Router::default();
+        let (keys, _) = routing_keys(&message);
+        let targets: &[Arc<Queue>] = if snap.exchanges.contains_key(exchange) {
+            router.collect(&snap, self, exchange, &keys, &message)
+        } else {
+            &[]
+        };
+        !publish::enqueue(&self.log, targets, message).failed
     }
 }

@@ -25,13 +25,12 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::access::auth::{self, User};
+use crate::access::auth;
 use crate::access::permissions::Checker;
 use crate::engine::broker::Broker;
 use crate::engine::memory;
-use crate::engine::queue::Queue;
-use crate::engine::vhost::VHost;
-use crate::net::channel::Channel;
+use crate::engine::queue::delivery::ClientLink;
+use crate::net::channel::{Channel, Session};
 use crate::net::outbox::{run_writer, Outbox};
 use crate::protocol::error::{AmqpError, MethodError};
 use crate::protocol::frame::{self, Frame};
@@ -44,35 +43,6 @@ pub const HEARTBEAT: u16 = 60;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long we wait for close-ok after sending connection.close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// The parts of a connection that queues and channels reach from other tasks.
-pub struct ConnectionHandle {
-    pub id: u64,
-    pub outbox: Arc<Outbox>,
-    pub frame_max: u32,
-    /// The client announced consumer_cancel_notify: tell it when a queue cancels its consumer.
-    pub consumer_cancel_notify: bool,
-}
-
-/// Per-connection state that channel methods need.
-pub struct Session {
-    pub broker: Arc<Broker>,
-    pub vhost: Arc<VHost>,
-    pub handle: Arc<ConnectionHandle>,
-    pub user: User,
-    /// The user's permissions in this vhost, checked on every operation.
-    pub perms: Checker,
-    /// Exclusive queues declared by this connection; deleted when it closes.
-    pub exclusive_queues: Vec<Arc<Queue>>,
-}
-
-impl Session {
-    pub fn send_method(&self, channel: u16, method: AMQPClass) {
-        self.handle
-            .outbox
-            .send(|out| frame::push_method(out, channel, method));
-    }
-}
 
 /// Serves one client until it disconnects or the broker shuts down.
 pub async fn serve(
@@ -375,9 +345,9 @@ impl Connection {
         Ok(Some(Session {
             broker: self.broker.clone(),
             vhost,
-            handle: Arc::new(ConnectionHandle {
+            handle: Arc::new(ClientLink {
                 id: self.id,
-                outbox: self.outbox.clone(),
+                sink: self.outbox.clone(),
                 frame_max: self.frame_max,
                 consumer_cancel_notify: caps.consumer_cancel_notify,
             }),

@@ -209,6 +209,21 @@ fn kick(queues: Vec<Weak<Queue>>) {
     }
 }
 
+/// How the engine reaches this connection (deliveries, cancel notifications).
+impl crate::engine::queue::delivery::ClientSink for Outbox {
+    fn send(&self, encode: &mut dyn FnMut(&mut Vec<u8>)) {
+        Outbox::send(self, encode);
+    }
+
+    fn try_send(&self, queue: &Arc<Queue>, encode: &mut dyn FnMut(&mut Vec<u8>)) -> bool {
+        Outbox::try_send(self, queue, encode)
+    }
+
+    fn is_closed(&self) -> bool {
+        Outbox::is_closed(self)
+    }
+}
+
 /// Confirms and commit-oks the store's group commit releases: one append (and
 /// one wake-up of the writer) per connection per round.
 impl crate::store::SyncListener for Outbox {

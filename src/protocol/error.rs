@@ -106,6 +106,13 @@ impl MethodError {
     }
 }
 
+impl MethodError {
+    /// The error, caused by method `id`.
+    pub fn on(error: AmqpError, id: crate::protocol::constants::MethodId) -> Self {
+        Self::new(error, id.0, id.1)
+    }
+}
+
 impl From<AmqpError> for MethodError {
     fn from(error: AmqpError) -> Self {
         Self::new(error, 0, 0)

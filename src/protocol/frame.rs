@@ -13,6 +13,7 @@ use amq_protocol::frame::{gen_frame, AMQPFrame};
 use amq_protocol::protocol::AMQPClass;
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::protocol::constants::{is_client_method, method_name};
 use crate::protocol::content::{ContentError, ContentHeader};
 use crate::protocol::error::AmqpError;
 use crate::protocol::field::FieldError;
@@ -144,7 +145,7 @@ fn parse_method(channel: u16, payload: Bytes) -> Result<Frame, AmqpError> {
     }
     let class_id = u16::from_be_bytes([payload[0], payload[1]]);
     let method_id = u16::from_be_bytes([payload[2], payload[3]]);
-    if !known_client_method(class_id, method_id) {
+    if !is_client_method((class_id, method_id)) {
         return Err(AmqpError::CommandInvalid(format!(
             "unknown method: class {class_id}, method {method_id}"
         )));
@@ -165,17 +166,17 @@ fn parse_method(channel: u16, payload: Bytes) -> Result<Frame, AmqpError> {
             method_id,
             error: AmqpError::PreconditionFailed(format!(
                 "arguments of {}: {}",
-                method_name(class_id, method_id),
+                method_name((class_id, method_id)),
                 FieldError::TooDeep
             )),
         }),
         Err(MethodDecodeError::Table(e)) => Err(AmqpError::SyntaxError(format!(
             "malformed arguments for method {}: {e}",
-            method_name(class_id, method_id)
+            method_name((class_id, method_id))
         ))),
         Err(MethodDecodeError::Malformed) => Err(AmqpError::SyntaxError(format!(
             "malformed arguments for method {}",
-            method_name(class_id, method_id)
+            method_name((class_id, method_id))
         ))),
     }
 }
@@ -191,48 +192,6 @@ fn parse_header(channel: u16, payload: Bytes) -> Result<Frame, AmqpError> {
             "malformed content header frame".to_string(),
         )),
     }
-}
-
-/// The methods a client may send (AMQP 0-9-1 plus RabbitMQ's extensions).
-fn known_client_method(class_id: u16, method_id: u16) -> bool {
-    matches!(
-        (class_id, method_id),
-        (10, 11 | 21 | 31 | 40 | 50 | 51 | 60 | 61 | 70 | 71)
-            | (20, 10 | 20 | 21 | 40 | 41)
-            | (30, 10)
-            | (40, 10 | 20 | 30 | 40)
-            | (50, 10 | 20 | 30 | 40 | 50)
-            | (60, 10 | 20 | 30 | 40 | 70 | 80 | 90 | 100 | 110 | 120)
-            | (85, 10)
-            | (90, 10 | 20 | 30)
-    )
-}
-
-/// RabbitMQ-style method names, for error texts.
-pub fn method_name(class_id: u16, method_id: u16) -> String {
-    let class = match class_id {
-        10 => "connection",
-        20 => "channel",
-        30 => "access",
-        40 => "exchange",
-        50 => "queue",
-        60 => "basic",
-        85 => "confirm",
-        90 => "tx",
-        _ => return format!("{class_id}.{method_id}"),
-    };
-    let method = match (class_id, method_id) {
-        (10, 11) => "start_ok",
-        (10, 31) => "tune_ok",
-        (10, 40) => "open",
-        (40, 10) | (50, 10) => "declare",
-        (40, 30) | (50, 20) => "bind",
-        (40, 40) | (50, 50) => "unbind",
-        (60, 20) => "consume",
-        (60, 40) => "publish",
-        _ => return format!("{class}.{method_id}"),
-    };
-    format!("{class}.{method}")
 }
 
 /// Appends one frame, encoded by amq-protocol, to `out`.

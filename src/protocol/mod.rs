@@ -3,6 +3,7 @@
 //! ([`method`]). Everything here is pure: bytes in, values out, no I/O and
 //! nothing of the broker's state.
 
+pub mod constants;
 pub mod content;
 pub mod error;
 pub mod field;

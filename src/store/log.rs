@@ -460,9 +460,8 @@ fn answer(waiters: Vec<SyncWaiter>, ok: bool) {
     let mut by_listener: Vec<(Arc<dyn SyncListener>, Answers)> = Vec::new();
     for w in waiters {
         let method = if ok { Some(w.on_synced) } else { w.on_failure };
-        let same = |l: &Arc<dyn SyncListener>| {
-            std::ptr::addr_eq(Arc::as_ptr(l), Arc::as_ptr(&w.listener))
-        };
+        let same =
+            |l: &Arc<dyn SyncListener>| std::ptr::addr_eq(Arc::as_ptr(l), Arc::as_ptr(&w.listener));
         match by_listener.iter_mut().find(|(l, _)| same(l)) {
             Some((_, list)) => list.push((w.channel, method)),
             None => by_listener.push((w.listener, vec![(w.channel, method)])),

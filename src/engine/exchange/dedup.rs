@@ -2,8 +2,10 @@
 //! plugin: messages carrying an `x-deduplication-header` header are checked
 //! against the values seen before.
 //!
+//! A message's key is [`Message::dedup_key`] (the header's value).
+//!
 //! * Queue level (queue argument `x-message-deduplication`): the queue keeps
-//!   the keys of the messages it holds, ready or unacked (`queue.rs`); a repeat
+//!   the keys of the messages it holds, ready or unacked (`queue/`); a repeat
 //!   is dropped while one is there. Acked, dropped and expired messages release
 //!   their key; a purge forgets them all.
 //! * Exchange level (exchange type `x-message-deduplication`, `x-cache-size`,
@@ -12,34 +14,8 @@
 //!   The cache is in memory (`x-cache-persistence: disk` is accepted, not kept
 //!   across a restart).
 
-use amq_protocol::types::AMQPValue;
-
 use crate::engine::message::Message;
-use crate::protocol::field::{value_as_i64, value_as_str};
-
-/// The header whose value identifies a message.
-pub const HEADER: &str = "x-deduplication-header";
-
-/// The deduplication key of a message, if it has the header. Strings of either
-/// kind and integers of any width compare by value.
-pub fn message_key(message: &Message) -> Option<String> {
-    message.header(HEADER).as_ref().map(key_of)
-}
-
-fn key_of(value: &AMQPValue) -> String {
-    if let Some(s) = value_as_str(value) {
-        return format!("s:{s}");
-    }
-    if let Some(n) = value_as_i64(value) {
-        return format!("i:{n}");
-    }
-    // Anything else (tables, arrays, bytes...) by its wire encoding, written
-    // without recursion however deeply it nests.
-    let mut encoded = Vec::new();
-    crate::protocol::field::encode_value(&mut encoded, value);
-    let hex: String = encoded.iter().map(|b| format!("{b:02x}")).collect();
-    format!("v:{hex}")
-}
+use crate::protocol::field::value_as_i64;
 
 /// The header that overrides an exchange's `x-cache-ttl` for one message.
 pub const TTL_HEADER: &str = "x-cache-ttl";
@@ -74,7 +50,7 @@ impl Cache {
     /// Whether `message` repeats a key seen within the window; a new key is
     /// remembered. Messages without the header are never duplicates.
     pub fn is_duplicate(&self, message: &Message) -> bool {
-        let Some(key) = message_key(message) else {
+        let Some(key) = message.dedup_key() else {
             return false;
         };
         let ttl = message
@@ -83,7 +59,7 @@ impl Cache {
             .and_then(value_as_i64)
             .and_then(|t| u64::try_from(t).ok())
             .or(self.ttl);
-        self.check(key, ttl, crate::engine::queue::expiry::now_ms())
+        self.check(key, ttl, crate::engine::clock::now_ms())
     }
 
     fn check(&self, key: String, ttl: Option<u64>, now: u64) -> bool {
@@ -95,9 +71,7 @@ impl Cache {
         }
         let n = st.next;
         st.next += 1;
-        let expires = ttl.map_or(crate::engine::queue::expiry::NEVER, |t| {
-            now.saturating_add(t)
-        });
+        let expires = ttl.map_or(crate::engine::clock::NEVER, |t| now.saturating_add(t));
         st.entries.insert(key.clone(), (expires, n));
         st.order.push_back((key, n));
         while st.entries.len() > self.size {

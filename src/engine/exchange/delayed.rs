@@ -21,20 +21,29 @@ use amq_protocol::types::AMQPValue;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tracing::error;
-use warren_routing::Route;
 
+use crate::engine::clock::{now_ms, NEVER};
+use crate::engine::exchange::Exchange;
 use crate::engine::message::Message;
 use crate::protocol::field::{value_as_i64, value_as_str};
-use crate::engine::publish::{self, Outcome};
-use crate::engine::queue::expiry::{now_ms, NEVER};
-use crate::engine::vhost::{Exchange, VHost};
-use crate::store::{Location, Recovered};
+use crate::store::{Location, MessageLog, Recovered};
 
 /// The log queue id under which held persistent messages are stored (queue
 /// ids count up from 1 and never reach it).
 pub const LOG_ID: u32 = 0x7FFF_FFFF;
 /// The plugin's (Erlang timer's) longest delay.
 pub const MAX_DELAY: u64 = 4_294_967_295;
+
+/// The vhost the delayed exchanges belong to, as their timeline reaches it
+/// (the vhost implements it; this module does not route).
+pub trait Owner: Send + Sync {
+    fn delayed(&self) -> &Delayed;
+    fn log(&self) -> &MessageLog;
+    /// Routes a released message through `exchange` as its type and bindings
+    /// are now. False when it could not be stored: it stays in the log and is
+    /// released again after a restart.
+    fn release(&self, exchange: &str, message: Arc<Message>) -> bool;
+}
 
 struct Held {
     exchange: Arc<str>,
@@ -88,31 +97,28 @@ pub fn delay_of(message: &Message) -> Option<u64> {
 }
 
 impl Delayed {
-    /// Holds `message`, published to the delayed exchange `exchange`, for `delay` ms.
-    pub fn hold(
+    /// Holds `message`, published to the delayed exchange `exchange`, for
+    /// `delay` ms. A persistent message for a durable exchange is written to
+    /// the log first: Ok(true) then (confirm once it is on disk), Ok(false)
+    /// when it is held in memory only, Err when the log refused it (nothing
+    /// is held).
+    pub fn hold<O: Owner + 'static>(
         &self,
-        vhost: &Arc<VHost>,
+        owner: &Arc<O>,
         exchange: &Exchange,
         message: Arc<Message>,
         delay: u64,
-    ) -> Outcome {
-        let mut outcome = Outcome::default();
+    ) -> std::io::Result<bool> {
         let mut location = None;
         if message.is_persistent() && exchange.durable {
-            match message.store_in(&vhost.log, vec![LOG_ID]) {
-                Ok(at) => {
-                    location = Some(at);
-                    outcome.stored = true;
-                }
-                Err(e) => {
-                    error!(error = %e, "cannot store a delayed message");
-                    outcome.failed = true;
-                    return outcome;
-                }
-            }
+            let at = message.store_in(owner.log(), vec![LOG_ID]).inspect_err(|e| {
+                error!(error = %e, "cannot store a delayed message");
+            })?;
+            location = Some(at);
         }
+        let stored = location.is_some();
         self.insert(
-            vhost,
+            owner,
             now_ms().saturating_add(delay),
             Held {
                 exchange: exchange.name.clone(),
@@ -121,21 +127,21 @@ impl Delayed {
                 location,
             },
         );
-        outcome
+        Ok(stored)
     }
 
     /// Takes back a held message found in the log at start-up; its delay
     /// counts from when it was published.
-    pub fn restore(&self, vhost: &Arc<VHost>, r: &Recovered) {
-        let stored = vhost.log.read(r.location).ok();
+    pub fn restore<O: Owner + 'static>(&self, owner: &Arc<O>, r: &Recovered) {
+        let stored = owner.log().read(r.location).ok();
         let Some(message) = stored.and_then(Message::from_stored) else {
             error!(location = ?r.location, "stored delayed message lost: unreadable");
-            vhost.log.settle(r.location, LOG_ID);
+            owner.log().settle(r.location, LOG_ID);
             return;
         };
         let delay = delay_of(&message).unwrap_or(0);
         self.insert(
-            vhost,
+            owner,
             r.timestamp.saturating_add(delay),
             Held {
                 exchange: Arc::from(message.exchange.as_str()),
@@ -155,7 +161,7 @@ impl Delayed {
         self.len() == 0
     }
 
-    fn insert(&self, vhost: &Arc<VHost>, due: u64, held: Held) {
+    fn insert<O: Owner + 'static>(&self, owner: &Arc<O>, due: u64, held: Held) {
         let mut st = self.state.lock();
         let seq = st.next;
         st.next += 1;
@@ -163,7 +169,8 @@ impl Delayed {
         if due < st.timer_at {
             st.timer_at = due;
             if st.timer.is_none() {
-                st.timer = spawn(Arc::downgrade(vhost));
+                let owner: Weak<dyn Owner> = Arc::downgrade(owner) as Weak<dyn Owner>;
+                st.timer = spawn(owner);
             }
             if let Some(timer) = &st.timer {
                 timer.notify_one();
@@ -172,7 +179,7 @@ impl Delayed {
     }
 
     /// Releases every message that is due; returns when to look next.
-    fn release_due(&self, vhost: &Arc<VHost>) -> u64 {
+    fn release_due(&self, owner: &dyn Owner) -> u64 {
         let now = now_ms();
         let due = {
             let mut st = self.state.lock();
@@ -181,14 +188,7 @@ impl Delayed {
             st.timer_at = st.held.keys().next().map_or(NEVER, |(at, _)| *at);
             due
         };
-        if due.is_empty() {
-            return self.state.lock().timer_at;
-        }
-        let snap = vhost.snapshot();
-        let mut route = Route::default();
-        let mut targets = Vec::new();
         for (_, held) in due {
-            targets.clear();
             let delay = i64::try_from(held.delay).unwrap_or(i64::MAX);
             let swapped = match i32::try_from(-delay) {
                 Ok(d) => AMQPValue::LongInt(d),
@@ -199,40 +199,28 @@ impl Delayed {
                 "x-delay",
                 swapped,
             ));
-            if snap.exchanges.contains_key(&*held.exchange) {
-                let keys = crate::engine::queue::dead_letter::routing_keys(&message);
-                publish::route_keys(
-                    &snap,
-                    &held.exchange,
-                    &keys,
-                    &message,
-                    &mut route,
-                    &mut targets,
-                );
-            }
-            let outcome = publish::enqueue(&vhost.log, &targets, message);
-            if outcome.failed {
+            if !owner.release(&held.exchange, message) {
                 continue; // stays stored; released again after a restart
             }
             if let Some(at) = held.location {
-                vhost.log.settle(at, LOG_ID);
+                owner.log().settle(at, LOG_ID);
             }
         }
         self.state.lock().timer_at
     }
 }
 
-fn spawn(vhost: Weak<VHost>) -> Option<Arc<Notify>> {
+fn spawn(owner: Weak<dyn Owner>) -> Option<Arc<Notify>> {
     let handle = tokio::runtime::Handle::try_current().ok()?;
     let notify = Arc::new(Notify::new());
-    handle.spawn(run(vhost, notify.clone()));
+    handle.spawn(run(owner, notify.clone()));
     Some(notify)
 }
 
-async fn run(vhost: Weak<VHost>, notify: Arc<Notify>) {
+async fn run(owner: Weak<dyn Owner>, notify: Arc<Notify>) {
     loop {
-        let next = match vhost.upgrade() {
-            Some(vhost) => vhost.delayed.release_due(&vhost),
+        let next = match owner.upgrade() {
+            Some(owner) => owner.delayed().release_due(&*owner),
             None => return,
         };
         if next == NEVER {

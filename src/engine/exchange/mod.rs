@@ -1,5 +1,6 @@
-//! Exchange types beyond the four standard ones: the plugin types Warren
-//! implements with their plugins' interfaces.
+//! Exchanges: what one was declared with ([`Exchange`]; its bindings live in
+//! the vhost's routing topology), and the exchange types beyond the four
+//! standard ones, which Warren implements with their plugins' interfaces.
 //!
 //! * `x-delayed-message` (rabbitmq-delayed-message-exchange): routes as its
 //!   `x-delayed-type`, after the `x-delay` header's milliseconds (`delayed.rs`);
@@ -19,11 +20,24 @@ use amq_protocol::types::{AMQPValue, FieldTable};
 use warren_routing::ExchangeKind;
 
 use crate::engine::exchange::dedup::Cache;
-use crate::protocol::field::value_as_str;
 use crate::protocol::error::AmqpError;
+use crate::protocol::field::value_as_str;
 
 pub const DELAYED: &str = "x-delayed-message";
 pub const DEDUPLICATION: &str = "x-message-deduplication";
+
+/// An exchange's declared properties (its bindings live in the topology).
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub name: Arc<str>,
+    pub kind: ExchangeKind,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+    /// What a plugin exchange type (delayed, deduplication) adds.
+    pub extension: Extension,
+}
 
 /// What a plugin exchange type adds to routing.
 #[derive(Clone, Debug, Default)]

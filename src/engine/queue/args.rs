@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use amq_protocol::types::{AMQPValue, FieldTable};
 
-use crate::protocol::field::{value_as_i64, value_as_str};
 use crate::protocol::error::{in_vhost, AmqpError};
+use crate::protocol::field::{value_as_i64, value_as_str};
 
 /// `x-overflow`: what a full queue does with a new message.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

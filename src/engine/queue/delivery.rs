@@ -16,9 +16,58 @@ use parking_lot::Mutex;
 
 use crate::engine::queue::consumer::Consumer;
 use crate::engine::queue::{Queue, QueuedMessage};
-use crate::net::connection::ConnectionHandle;
 use crate::protocol::error::AmqpError;
 use crate::protocol::frame;
+use crate::store::SyncListener;
+
+/// Where frames for one client go: its connection's outbox. The network
+/// layer implements it; queues and the store reach a connection only
+/// through it.
+pub trait ClientSink: SyncListener {
+    /// Appends frames written by `encode`.
+    fn send(&self, encode: &mut dyn FnMut(&mut Vec<u8>));
+    /// Appends a delivery's frames unless the client is behind; then `queue`
+    /// is remembered and dispatched again once the client caught up.
+    /// Returns whether `encode` ran.
+    fn try_send(&self, queue: &Arc<Queue>, encode: &mut dyn FnMut(&mut Vec<u8>)) -> bool;
+    fn is_closed(&self) -> bool;
+}
+
+/// A client connection as the engine sees it.
+pub struct ClientLink {
+    pub id: u64,
+    pub sink: Arc<dyn ClientSink>,
+    pub frame_max: u32,
+    /// The client announced consumer_cancel_notify: tell it when a queue cancels its consumer.
+    pub consumer_cancel_notify: bool,
+}
+
+impl ClientLink {
+    /// Appends frames written by `encode`.
+    pub fn send(&self, encode: impl FnOnce(&mut Vec<u8>)) {
+        let mut encode = Some(encode);
+        self.sink.send(&mut |out| {
+            if let Some(encode) = encode.take() {
+                encode(out);
+            }
+        });
+    }
+
+    /// [`ClientSink::try_send`] with a one-shot encoder.
+    pub fn try_send(&self, queue: &Arc<Queue>, encode: impl FnOnce(&mut Vec<u8>)) -> bool {
+        let mut encode = Some(encode);
+        self.sink.try_send(queue, &mut |out| {
+            if let Some(encode) = encode.take() {
+                encode(out);
+            }
+        })
+    }
+
+    /// The client, as the store's group commit reaches it.
+    pub fn listener(&self) -> Arc<dyn SyncListener> {
+        self.sink.clone()
+    }
+}
 
 /// A message delivered and awaiting ack, reject or nack.
 pub struct Unacked {
@@ -40,12 +89,12 @@ struct State {
 
 pub struct DeliveryChannel {
     pub id: u16,
-    pub conn: Arc<ConnectionHandle>,
+    pub conn: Arc<ClientLink>,
     state: Mutex<State>,
 }
 
 impl DeliveryChannel {
-    pub fn new(id: u16, conn: Arc<ConnectionHandle>) -> Arc<Self> {
+    pub fn new(id: u16, conn: Arc<ClientLink>) -> Arc<Self> {
         Arc::new(Self {
             id,
             conn,
@@ -75,7 +124,7 @@ impl DeliveryChannel {
         let tag = st.next_tag;
         let frame_max = self.conn.frame_max;
         let channel = self.id;
-        let sent = self.conn.outbox.try_send(queue, |out| {
+        let sent = self.conn.try_send(queue, |out| {
             frame::push_method(
                 out,
                 channel,
@@ -120,7 +169,7 @@ impl DeliveryChannel {
         st.next_tag += 1;
         let frame_max = self.conn.frame_max;
         let channel = self.id;
-        self.conn.outbox.send(|out| {
+        self.conn.send(|out| {
             frame::push_method(
                 out,
                 channel,

@@ -17,17 +17,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::engine::clock::now_ms;
 use crate::engine::queue::{Queue, Wake};
-
-/// No deadline.
-pub const NEVER: u64 = u64::MAX;
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// Starts the expiry task of `queue`; None outside a tokio runtime (unit tests).
 pub(crate) fn spawn(queue: Weak<Queue>) -> Option<Arc<Notify>> {

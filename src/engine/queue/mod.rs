@@ -45,14 +45,13 @@ use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 use tracing::error;
 
+use crate::engine::clock::{now_ms, NEVER};
 use crate::engine::message::Message;
-use crate::engine::vhost::VHost;
 use crate::protocol::error::{in_vhost, AmqpError};
 use crate::store::{Location, MessageLog, Recovered};
 use args::{Overflow, QueueArgs};
 use consumer::Consumer;
 use dead_letter::{DeadLetter, Reason};
-use expiry::{now_ms, NEVER};
 
 /// Bodies a durable queue keeps in memory before it pages the rest out.
 pub const RAM_BYTES: usize = 8 << 20;
@@ -234,6 +233,15 @@ impl Levels {
     }
 }
 
+/// What a queue calls up to: its vhost (which implements this). The queue
+/// folder defines it so that it never imports the vhost.
+pub trait QueueOwner: Send + Sync {
+    /// Republishes dead letters; called with no queue lock held.
+    fn dead_letter(&self, queue: &Arc<Queue>, letters: Vec<DeadLetter>);
+    /// Deletes a queue that expired unused (`x-expires`); returns its ready count.
+    fn remove_queue(&self, queue: &Arc<Queue>) -> u32;
+}
+
 /// What a queue did with a published message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Enqueue {
@@ -312,7 +320,7 @@ pub struct Queue {
     /// whose persistent messages are stored.
     store: Option<(Arc<MessageLog>, u32)>,
     /// The vhost, for dead-lettering and for deleting itself (`x-expires`).
-    owner: Weak<VHost>,
+    owner: Weak<dyn QueueOwner>,
     /// Itself, for the expiry timer (which must not keep a deleted queue alive).
     me: Weak<Queue>,
     /// What policies cannot change, read without a lock.
@@ -326,7 +334,7 @@ impl Queue {
     pub fn new(
         config: QueueConfig,
         store: Option<(Arc<MessageLog>, u32)>,
-        owner: Weak<VHost>,
+        owner: Weak<dyn QueueOwner>,
     ) -> Arc<Self> {
         let args = QueueArgs::from_table(&config.arguments);
         let queue = Arc::new_cyclic(|me| Self {
@@ -395,11 +403,6 @@ impl Queue {
         self.unlock(st);
     }
 
-    /// The vhost this queue belongs to.
-    pub fn owner(&self) -> &Weak<VHost> {
-        &self.owner
-    }
-
     /// This queue's id in the message log, if it stores messages.
     pub fn log_id(&self) -> Option<u32> {
         self.store.as_ref().map(|(_, id)| *id)
@@ -432,8 +435,16 @@ impl Queue {
     fn unlock(self: &Arc<Self>, mut st: MutexGuard<'_, State>) {
         let letters = std::mem::take(&mut st.letters);
         drop(st);
-        if !letters.is_empty() {
-            dead_letter::emit(self, letters);
+        if letters.is_empty() {
+            return;
+        }
+        match self.owner.upgrade() {
+            Some(owner) => owner.dead_letter(self, letters),
+            None => {
+                for letter in letters {
+                    self.settle_location(letter.location);
+                }
+            }
         }
     }
 
@@ -448,7 +459,7 @@ impl Queue {
         }
         let size = message.body.len();
         let dedup_key = if self.deduplication {
-            crate::engine::exchange::dedup::message_key(&message)
+            message.dedup_key()
         } else {
             None
         };
@@ -1099,8 +1110,8 @@ impl Queue {
         st.timer_at = next;
         self.unlock(st);
         if expire_queue {
-            if let Some(vhost) = self.owner.upgrade() {
-                vhost.remove_queue(self);
+            if let Some(owner) = self.owner.upgrade() {
+                owner.remove_queue(self);
             }
             return Wake::Stop;
         }

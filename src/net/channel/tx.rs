@@ -1,0 +1,137 @@
+//! Publisher confirms and transactions on a channel: confirm.select,
+//! tx.select / commit / rollback, and the mode a channel is in.
+//!
+//! A transaction keeps its publishes (and its acks, nacks and rejects) until
+//! tx.commit, which publishes them through the engine's pipeline in order and
+//! answers commit-ok once the persistent ones are on disk.
+
+use std::sync::Arc;
+
+use amq_protocol::protocol::{confirm, tx, AMQPClass};
+
+use super::basic::Settle;
+use super::{unexpected, Channel, Session};
+use crate::engine::message::Message;
+use crate::engine::queue::delivery::Unacked;
+use crate::protocol::error::AmqpError;
+use crate::store::SyncWaiter;
+
+/// Plain, confirming (with the next publish sequence number), or transactional.
+pub(super) enum Mode {
+    Plain,
+    Confirm { next_seq: u64 },
+    Tx(Tx),
+}
+
+/// A message published inside a transaction, published at commit.
+pub(super) struct TxPublish {
+    pub exchange: String,
+    pub mandatory: bool,
+    pub message: Arc<Message>,
+}
+
+/// What a transaction holds until commit or rollback.
+#[derive(Default)]
+pub(super) struct Tx {
+    pub publishes: Vec<TxPublish>,
+    pub settles: Vec<(Vec<Unacked>, Settle)>,
+}
+
+impl Channel {
+    pub(super) fn confirm_select(
+        &mut self,
+        session: &mut Session,
+        select: confirm::Select,
+    ) -> Result<(), AmqpError> {
+        match self.mode {
+            Mode::Tx(_) => {
+                return Err(AmqpError::PreconditionFailed(
+                    "cannot switch from tx to confirm mode".into(),
+                ))
+            }
+            Mode::Plain => self.mode = Mode::Confirm { next_seq: 1 },
+            Mode::Confirm { .. } => {}
+        }
+        if !select.nowait {
+            self.send(
+                session,
+                AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn tx_method(
+        &mut self,
+        session: &mut Session,
+        method: tx::AMQPMethod,
+    ) -> Result<(), AmqpError> {
+        let not_tx = || AmqpError::PreconditionFailed("channel is not transactional".into());
+        match method {
+            tx::AMQPMethod::Select(_) => {
+                match self.mode {
+                    Mode::Confirm { .. } => {
+                        return Err(AmqpError::PreconditionFailed(
+                            "cannot switch from confirm to tx mode".into(),
+                        ))
+                    }
+                    Mode::Plain => self.mode = Mode::Tx(Tx::default()),
+                    Mode::Tx(_) => {}
+                }
+                self.send(
+                    session,
+                    AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})),
+                );
+            }
+            tx::AMQPMethod::Commit(_) => {
+                let Mode::Tx(tx) = &mut self.mode else {
+                    return Err(not_tx());
+                };
+                let tx = std::mem::take(tx);
+                let mut stored = false;
+                for p in tx.publishes {
+                    // An exchange deleted since the publish just routes nowhere.
+                    match self.publish(session, &p.exchange, p.mandatory, p.message) {
+                        Ok(outcome) if outcome.failed => {
+                            return Err(AmqpError::InternalError(
+                                "cannot write a persistent message to the log".into(),
+                            ))
+                        }
+                        Ok(outcome) => stored |= outcome.stored,
+                        Err(AmqpError::NotFound(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                for (entries, outcome) in tx.settles {
+                    self.apply(entries, outcome);
+                }
+                let ok = AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {}));
+                if stored {
+                    // commit-ok means the transaction's persistent messages are on disk.
+                    session.vhost.log.after_sync(SyncWaiter {
+                        listener: session.handle.listener(),
+                        channel: self.id,
+                        on_synced: ok,
+                        on_failure: None,
+                    });
+                } else {
+                    self.send(session, ok);
+                }
+            }
+            tx::AMQPMethod::Rollback(_) => {
+                let Mode::Tx(tx) = &mut self.mode else {
+                    return Err(not_tx());
+                };
+                let tx = std::mem::take(tx);
+                let entries: Vec<Unacked> = tx.settles.into_iter().flat_map(|(e, _)| e).collect();
+                self.delivery.restore(entries);
+                self.send(
+                    session,
+                    AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})),
+                );
+            }
+            _ => return Err(unexpected()),
+        }
+        Ok(())
+    }
+}
