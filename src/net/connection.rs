@@ -17,30 +17,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use amq_protocol::protocol::{channel as chan, connection as conn, AMQPClass};
-use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
+use amq_protocol::types::ShortString;
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, info_span, warn, Instrument};
 
-use crate::access::auth;
-use crate::access::permissions::Checker;
 use crate::engine::broker::Broker;
 use crate::engine::memory;
-use crate::engine::queue::delivery::ClientLink;
 use crate::net::channel::{Channel, Session};
+use crate::net::handshake::{CHANNEL_MAX, FRAME_MAX, HANDSHAKE_TIMEOUT};
 use crate::net::outbox::{run_writer, Outbox};
+use crate::protocol::constants::{BASIC_PUBLISH, CHANNEL_OPEN, CONNECTION};
 use crate::protocol::error::{AmqpError, MethodError};
 use crate::protocol::frame::{self, Frame};
 
-pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
-pub const FRAME_MAX: u32 = 131_072;
-pub const FRAME_MIN: u32 = 4096;
-pub const CHANNEL_MAX: u16 = 2047;
-pub const HEARTBEAT: u16 = 60;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long we wait for close-ok after sending connection.close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -89,21 +82,21 @@ pub async fn serve(
     .await
 }
 
-struct Connection {
-    broker: Arc<Broker>,
-    id: u64,
-    peer: SocketAddr,
-    reader: OwnedReadHalf,
-    buf: BytesMut,
-    outbox: Arc<Outbox>,
-    frame_max: u32,
-    channel_max: u16,
-    heartbeat: u16,
-    shutdown: watch::Receiver<bool>,
+pub(super) struct Connection {
+    pub(super) broker: Arc<Broker>,
+    pub(super) id: u64,
+    pub(super) peer: SocketAddr,
+    pub(super) reader: OwnedReadHalf,
+    pub(super) buf: BytesMut,
+    pub(super) outbox: Arc<Outbox>,
+    pub(super) frame_max: u32,
+    pub(super) channel_max: u16,
+    pub(super) heartbeat: u16,
+    pub(super) shutdown: watch::Receiver<bool>,
     /// The client announced connection.blocked (it is told when the memory alarm blocks it).
-    blocked_capable: bool,
+    pub(super) blocked_capable: bool,
     /// This connection has published: the memory alarm pauses it.
-    publisher: bool,
+    pub(super) publisher: bool,
 }
 
 /// How a wait for the memory alarm to clear ended.
@@ -124,7 +117,7 @@ enum Ending {
 }
 
 impl Connection {
-    async fn fill(&mut self) -> bool {
+    pub(super) async fn fill(&mut self) -> bool {
         fill(&mut self.reader, &mut self.buf).await
     }
 
@@ -144,7 +137,7 @@ impl Connection {
     }
 
     /// The next method during the handshake; anything else is a 505/504.
-    async fn next_method(&mut self) -> Result<Option<(u16, AMQPClass)>, MethodError> {
+    pub(super) async fn next_method(&mut self) -> Result<Option<(u16, AMQPClass)>, MethodError> {
         let next = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.next_frame()).await;
         match next {
             Err(_) => Ok(None),
@@ -160,7 +153,7 @@ impl Connection {
         }
     }
 
-    fn send(&self, channel: u16, method: AMQPClass) {
+    pub(super) fn send(&self, channel: u16, method: AMQPClass) {
         self.outbox
             .send(|out| frame::push_method(out, channel, method));
     }
@@ -207,154 +200,6 @@ impl Connection {
             }
         };
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, wait).await;
-    }
-
-    /// Protocol header, start/start-ok, tune/tune-ok, open/open-ok.
-    /// `Ok(None)`: the client went away or was refused without a close frame.
-    async fn handshake(&mut self) -> Result<Option<Session>, MethodError> {
-        let read_header = async {
-            while self.buf.len() < 8 {
-                if !self.fill().await {
-                    return false;
-                }
-            }
-            true
-        };
-        if !matches!(
-            tokio::time::timeout(HANDSHAKE_TIMEOUT, read_header).await,
-            Ok(true)
-        ) {
-            return Ok(None);
-        }
-        if &self.buf[..8] != PROTOCOL_HEADER {
-            debug!(header = ?&self.buf[..8], "wrong protocol header");
-            self.outbox
-                .send(|out| out.extend_from_slice(PROTOCOL_HEADER));
-            return Ok(None);
-        }
-        let _ = self.buf.split_to(8);
-
-        self.send(0, AMQPClass::Connection(conn::AMQPMethod::Start(start())));
-        let Some((_, method)) = self.next_method().await? else {
-            return Ok(None);
-        };
-        let AMQPClass::Connection(conn::AMQPMethod::StartOk(start_ok)) = method else {
-            return Err(unexpected_handshake_method());
-        };
-        let caps = client_capabilities(&start_ok.client_properties);
-        self.blocked_capable = caps.connection_blocked;
-        let mechanism = start_ok.mechanism.as_str();
-        let credentials = auth::decode_response(mechanism, start_ok.response.as_bytes());
-        let login = match &credentials {
-            None => Err("the response could not be read"),
-            Some(creds) => match self.broker.users.authenticate(creds) {
-                None => Err("invalid credentials"),
-                Some(user) if user.loopback_only && !self.peer.ip().is_loopback() => {
-                    Err("user may only connect via localhost")
-                }
-                Some(user) => Ok(user),
-            },
-        };
-        let user = match login {
-            Ok(user) => Some(user),
-            Err(reason) => {
-                let name = credentials.as_ref().map_or("", |c| c.username.as_str());
-                warn!(user = name, mechanism, reason, "login refused");
-                None
-            }
-        };
-        let Some(user) = user else {
-            if caps.authentication_failure_close {
-                return Err(AmqpError::AccessRefused(format!(
-                    "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
-                ))
-                .into());
-            }
-            return Ok(None);
-        };
-
-        self.send(
-            0,
-            AMQPClass::Connection(conn::AMQPMethod::Tune(conn::Tune {
-                channel_max: CHANNEL_MAX,
-                frame_max: FRAME_MAX,
-                heartbeat: HEARTBEAT,
-            })),
-        );
-        let Some((_, method)) = self.next_method().await? else {
-            return Ok(None);
-        };
-        let AMQPClass::Connection(conn::AMQPMethod::TuneOk(tune_ok)) = method else {
-            return Err(unexpected_handshake_method());
-        };
-        if tune_ok.frame_max < FRAME_MIN {
-            return Err(AmqpError::NotAllowed(format!(
-                "frame_max={} < {FRAME_MIN} min size",
-                tune_ok.frame_max
-            ))
-            .into());
-        }
-        if tune_ok.frame_max > FRAME_MAX {
-            return Err(AmqpError::NotAllowed(format!(
-                "frame_max={} > {FRAME_MAX} max size",
-                tune_ok.frame_max
-            ))
-            .into());
-        }
-        if tune_ok.channel_max == 0 || tune_ok.channel_max > CHANNEL_MAX {
-            return Err(AmqpError::NotAllowed(format!(
-                "channel_max={} is outside 1..{CHANNEL_MAX}",
-                tune_ok.channel_max
-            ))
-            .into());
-        }
-        self.frame_max = tune_ok.frame_max;
-        self.channel_max = tune_ok.channel_max;
-        self.heartbeat = tune_ok.heartbeat;
-
-        let Some((_, method)) = self.next_method().await? else {
-            return Ok(None);
-        };
-        let AMQPClass::Connection(conn::AMQPMethod::Open(open)) = method else {
-            return Err(unexpected_handshake_method());
-        };
-        let vhost_name = open.virtual_host.as_str();
-        let Some(vhost) = self.broker.vhost(vhost_name) else {
-            return Err(MethodError::new(
-                AmqpError::NotAllowed(format!("vhost {vhost_name} not found")),
-                10,
-                40,
-            ));
-        };
-        let access = self.broker.access(&user.name, vhost_name);
-        if !access.can_connect() {
-            return Err(MethodError::new(
-                AmqpError::NotAllowed(format!(
-                    "access to vhost '{vhost_name}' refused for user '{}'",
-                    user.name
-                )),
-                10,
-                40,
-            ));
-        }
-        self.send(
-            0,
-            AMQPClass::Connection(conn::AMQPMethod::OpenOk(conn::OpenOk {})),
-        );
-        info!(user = %user.name, vhost = vhost_name, "connection opened");
-        Ok(Some(Session {
-            broker: self.broker.clone(),
-            vhost,
-            handle: Arc::new(ClientLink {
-                id: self.id,
-                sink: self.outbox.clone(),
-                frame_max: self.frame_max,
-                consumer_cancel_notify: caps.consumer_cancel_notify,
-            }),
-            perms: Checker::new(&user.name, vhost_name, access),
-            user,
-            exclusive_queues: Vec::new(),
-        }))
     }
 
     /// The open connection: frames in, until close, error, EOF or shutdown.
@@ -538,7 +383,7 @@ impl Connection {
             } => (*class_id, *method_id),
             _ => (0, 0),
         };
-        if (class_id, method_id) == (60, 40) {
+        if (class_id, method_id) == BASIC_PUBLISH {
             self.publisher = true;
         }
         match channels.get_mut(&channel_id) {
@@ -562,14 +407,14 @@ impl Connection {
                 ))
             }
             Some(channel) => {
-                if class_id == 20 && method_id == 10 && !channel.is_closing() {
+                if (class_id, method_id) == CHANNEL_OPEN && !channel.is_closing() {
                     return Err(MethodError::new(
                         AmqpError::ChannelError("second 'channel.open' seen".into()),
                         class_id,
                         method_id,
                     ));
                 }
-                if class_id == 10 {
+                if class_id == CONNECTION {
                     return Err(MethodError::new(
                         AmqpError::CommandInvalid("connection method on a non-zero channel".into()),
                         class_id,
@@ -633,70 +478,4 @@ async fn fill(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> bool {
         buf.reserve(64 * 1024);
     }
     matches!(reader.read_buf(buf).await, Ok(n) if n > 0)
-}
-
-fn unexpected_handshake_method() -> MethodError {
-    AmqpError::CommandInvalid("unexpected method during connection handshake".into()).into()
-}
-
-/// The capabilities a client announced that change what we send it.
-struct ClientCapabilities {
-    consumer_cancel_notify: bool,
-    authentication_failure_close: bool,
-    connection_blocked: bool,
-}
-
-fn client_capabilities(props: &FieldTable) -> ClientCapabilities {
-    let caps = match props.inner().get("capabilities") {
-        Some(AMQPValue::FieldTable(t)) => Some(t),
-        _ => None,
-    };
-    let flag = |name: &str| {
-        caps.and_then(|t| t.inner().get(name))
-            .is_some_and(|v| matches!(v, AMQPValue::Boolean(true)))
-    };
-    ClientCapabilities {
-        consumer_cancel_notify: flag("consumer_cancel_notify"),
-        authentication_failure_close: flag("authentication_failure_close"),
-        connection_blocked: flag("connection.blocked"),
-    }
-}
-
-fn start() -> conn::Start {
-    let mut caps = FieldTable::default();
-    for cap in [
-        "publisher_confirms",
-        "exchange_exchange_bindings",
-        "basic.nack",
-        "consumer_cancel_notify",
-        "connection.blocked",
-        "consumer_priorities",
-        "authentication_failure_close",
-        "per_consumer_qos",
-        "direct_reply_to",
-    ] {
-        caps.insert(cap.into(), AMQPValue::Boolean(true));
-    }
-    let text = |s: &str| AMQPValue::LongString(LongString::from(s));
-    let mut props = FieldTable::default();
-    props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
-    props.insert("cluster_name".into(), text("warren@localhost"));
-    props.insert("copyright".into(), text("Copyright (c) the Warren authors"));
-    props.insert(
-        "information".into(),
-        text("Licensed under the Apache License 2.0"),
-    );
-    props.insert(
-        "platform".into(),
-        text(&format!("Rust {}", std::env::consts::OS)),
-    );
-    props.insert("product".into(), text("Warren"));
-    props.insert("version".into(), text(env!("CARGO_PKG_VERSION")));
-    conn::Start {
-        version_major: 0,
-        version_minor: 9,
-        server_properties: props,
-        mechanisms: LongString::from("AMQPLAIN PLAIN"),
-        locales: LongString::from("en_US"),
-    }
 }

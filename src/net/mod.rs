@@ -7,5 +7,6 @@
 
 pub mod channel;
 pub mod connection;
+pub mod handshake;
 pub mod listener;
 pub mod outbox;

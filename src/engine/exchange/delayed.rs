@@ -111,9 +111,11 @@ impl Delayed {
     ) -> std::io::Result<bool> {
         let mut location = None;
         if message.is_persistent() && exchange.durable {
-            let at = message.store_in(owner.log(), vec![LOG_ID]).inspect_err(|e| {
-                error!(error = %e, "cannot store a delayed message");
-            })?;
+            let at = message
+                .store_in(owner.log(), vec![LOG_ID])
+                .inspect_err(|e| {
+                    error!(error = %e, "cannot store a delayed message");
+                })?;
             location = Some(at);
         }
         let stored = location.is_some();

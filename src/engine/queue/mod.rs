@@ -34,9 +34,10 @@ pub mod consumer;
 pub mod dead_letter;
 pub mod delivery;
 pub mod expiry;
+mod levels;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Weak};
 
 use amq_protocol::types::{AMQPValue, FieldTable};
@@ -52,6 +53,7 @@ use crate::store::{Location, MessageLog, Recovered};
 use args::{Overflow, QueueArgs};
 use consumer::Consumer;
 use dead_letter::{DeadLetter, Reason};
+use levels::{Body, Levels, Ready};
 
 /// Bodies a durable queue keeps in memory before it pages the rest out.
 pub const RAM_BYTES: usize = 8 << 20;
@@ -75,162 +77,6 @@ pub struct QueuedMessage {
     /// How many times it came back to the queue (nack/reject with requeue,
     /// channel closed); `x-delivery-count` on quorum queues.
     pub deliveries: u32,
-}
-
-/// A ready message: in memory, only on disk, or taken out of the middle of
-/// the list by expiry (a tombstone, skipped and compacted away).
-enum Body {
-    Loaded(Arc<Message>),
-    Paged,
-    Gone,
-}
-
-struct Ready {
-    body: Body,
-    seq: u64,
-    location: Option<Location>,
-    expires_at: u64,
-    size: u32,
-    /// Returns so far (saturating; kept small to keep this at 56 bytes).
-    deliveries: u16,
-    redelivered: bool,
-    /// The deadline is the message's own (`expiration`), so it is in the heap.
-    own_ttl: bool,
-}
-
-/// The ready messages, one FIFO per priority level (a single level for queues
-/// without `x-max-priority`), each ordered by `seq`. A level's front is never a
-/// tombstone.
-struct Levels {
-    levels: Vec<VecDeque<Ready>>,
-    live: usize,
-    gone: usize,
-}
-
-impl Levels {
-    fn new(count: usize) -> Self {
-        Self {
-            levels: (0..count).map(|_| VecDeque::new()).collect(),
-            live: 0,
-            gone: 0,
-        }
-    }
-
-    /// The highest level with a ready message.
-    fn front_level(&self) -> Option<usize> {
-        (0..self.levels.len())
-            .rev()
-            .find(|&l| !self.levels[l].is_empty())
-    }
-
-    fn front(&self, level: usize) -> Option<&Ready> {
-        self.levels[level].front()
-    }
-
-    fn push_back(&mut self, level: usize, ready: Ready) {
-        self.live += 1;
-        self.levels[level].push_back(ready);
-    }
-
-    fn push_front(&mut self, level: usize, ready: Ready) {
-        self.live += 1;
-        self.levels[level].push_front(ready);
-    }
-
-    /// Inserts at the place its `seq` gives it.
-    fn insert(&mut self, level: usize, ready: Ready) {
-        let deque = &mut self.levels[level];
-        if deque.front().is_none_or(|head| head.seq > ready.seq) {
-            deque.push_front(ready);
-        } else {
-            let at = deque.partition_point(|r| r.seq < ready.seq);
-            deque.insert(at, ready);
-        }
-        self.live += 1;
-    }
-
-    fn pop_front(&mut self, level: usize) -> Option<Ready> {
-        let ready = self.levels[level].pop_front()?;
-        self.live -= 1;
-        self.clean_front(level);
-        self.shrink(level);
-        Some(ready)
-    }
-
-    /// Gives memory back once a level that held a backlog is mostly empty
-    /// (a deque never shrinks by itself: 8 M entries drained would keep
-    /// their 450 MB). Halving at a quarter keeps the cost amortised O(1).
-    fn shrink(&mut self, level: usize) {
-        let deque = &mut self.levels[level];
-        if deque.capacity() > 4096 && deque.len() < deque.capacity() / 4 {
-            deque.shrink_to(deque.len() * 2);
-        }
-    }
-
-    fn clean_front(&mut self, level: usize) {
-        let deque = &mut self.levels[level];
-        while matches!(deque.front(), Some(r) if matches!(r.body, Body::Gone)) {
-            deque.pop_front();
-            self.gone -= 1;
-        }
-    }
-
-    /// Index of the live message `seq` in `level`.
-    fn find(&self, level: usize, seq: u64) -> Option<usize> {
-        let deque = self.levels.get(level)?;
-        let at = deque.partition_point(|r| r.seq < seq);
-        match deque.get(at) {
-            Some(r) if r.seq == seq && !matches!(r.body, Body::Gone) => Some(at),
-            _ => None,
-        }
-    }
-
-    /// Takes the message at `index` out of the middle of `level`, leaving a
-    /// tombstone (O(1); tombstones are compacted once they outnumber the rest).
-    fn take(&mut self, level: usize, index: usize) -> Ready {
-        if index == 0 {
-            return self.pop_front(level).expect("index 0 exists");
-        }
-        let slot = &mut self.levels[level][index];
-        let ready = Ready {
-            body: std::mem::replace(&mut slot.body, Body::Gone),
-            seq: slot.seq,
-            location: slot.location.take(),
-            expires_at: slot.expires_at,
-            size: slot.size,
-            deliveries: slot.deliveries,
-            redelivered: slot.redelivered,
-            own_ttl: slot.own_ttl,
-        };
-        self.live -= 1;
-        self.gone += 1;
-        if self.gone > 1024 && self.gone > self.live {
-            for deque in &mut self.levels {
-                deque.retain(|r| !matches!(r.body, Body::Gone));
-            }
-            self.gone = 0;
-        }
-        ready
-    }
-
-    fn drain(&mut self) -> Vec<Ready> {
-        let mut out = Vec::with_capacity(self.live);
-        for deque in &mut self.levels {
-            out.extend(deque.drain(..).filter(|r| !matches!(r.body, Body::Gone)));
-            deque.shrink_to_fit();
-        }
-        self.live = 0;
-        self.gone = 0;
-        out
-    }
-
-    fn iter(&self) -> impl Iterator<Item = (usize, &Ready)> {
-        self.levels.iter().enumerate().flat_map(|(l, d)| {
-            d.iter()
-                .filter(|r| !matches!(r.body, Body::Gone))
-                .map(move |r| (l, r))
-        })
-    }
 }
 
 /// What a queue calls up to: its vhost (which implements this). The queue

@@ -22,7 +22,7 @@ use crate::engine::message::Message;
 use crate::engine::publish::{self, Outcome};
 use crate::engine::rebuild::{self, Edit};
 use crate::engine::reply_to;
-use crate::protocol::constants::BASIC_PUBLISH;
+use crate::protocol::constants::{BASIC, BASIC_PUBLISH};
 use crate::protocol::content::ContentHeader;
 use crate::protocol::error::{AmqpError, MethodError};
 use crate::protocol::frame;
@@ -91,7 +91,7 @@ impl Channel {
                 BASIC_PUBLISH,
             ));
         }
-        if class_id != 60 {
+        if class_id != BASIC {
             return Err(AmqpError::FrameError(format!(
                 "content header for class {class_id} on a basic.publish"
             ))
