@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use amq_protocol::protocol::{queue as q, AMQPClass};
-use amq_protocol::types::ShortString;
+use amq_protocol::types::{FieldTable, ShortString};
 use rand::distr::{Alphanumeric, SampleString};
 use warren_routing::Destination;
 
@@ -31,80 +31,17 @@ impl Channel {
         session: &mut Session,
         method: q::AMQPMethod,
     ) -> Result<(), AmqpError> {
-        let vhost = session.vhost.clone();
-        let conn = session.handle.id;
         match method {
-            q::AMQPMethod::Declare(d) if d.passive && d.queue.as_str() == reply_to::QUEUE => {
-                // RabbitMQ answers for the pseudo-queue as if it had one consumer.
-                if !d.nowait {
-                    self.send(
-                        session,
-                        AMQPClass::Queue(q::AMQPMethod::DeclareOk(q::DeclareOk {
-                            queue: d.queue,
-                            message_count: 0,
-                            consumer_count: 1,
-                        })),
-                    );
-                }
-            }
-            q::AMQPMethod::Declare(d) => {
-                let name = if d.queue.as_str().is_empty() {
-                    format!(
-                        "amq.gen-{}",
-                        Alphanumeric.sample_string(&mut rand::rng(), 22)
-                    )
-                } else {
-                    if !d.passive && d.queue.as_str().starts_with("amq.") {
-                        return Err(AmqpError::AccessRefused(format!(
-                            "queue name '{}' contains reserved prefix 'amq.*'",
-                            d.queue
-                        )));
-                    }
-                    d.queue.to_string()
-                };
-                if !d.passive {
-                    session.perms.queue_declare(&*vhost, &name, &d.arguments)?;
-                }
-                let (queue, messages, consumers) = vhost.declare_queue(&QueueDeclare {
-                    name: &name,
-                    passive: d.passive,
-                    durable: d.durable,
-                    exclusive: d.exclusive,
-                    auto_delete: d.auto_delete,
-                    arguments: &d.arguments,
-                    connection: conn,
-                })?;
-                if queue.config.exclusive_owner == Some(conn)
-                    && !session
-                        .exclusive_queues
-                        .iter()
-                        .any(|q| Arc::ptr_eq(q, &queue))
-                {
-                    session.exclusive_queues.push(queue.clone());
-                }
-                self.last_queue = Some(name.clone());
-                if !d.nowait {
-                    self.send(
-                        session,
-                        AMQPClass::Queue(q::AMQPMethod::DeclareOk(q::DeclareOk {
-                            queue: ShortString::from(name),
-                            message_count: messages,
-                            consumer_count: consumers,
-                        })),
-                    );
-                }
-            }
+            q::AMQPMethod::Declare(d) => self.queue_declare(session, d),
             q::AMQPMethod::Bind(b) => {
                 let name = self.queue_name(&b.queue)?;
-                let destination = Destination::Queue(Arc::from(name.as_str()));
-                let (source, key) = (b.exchange.as_str(), b.routing_key.as_str());
-                session.perms.bind(&*vhost, source, &destination, key)?;
-                vhost.bind(
-                    b.exchange.as_str(),
-                    destination,
-                    b.routing_key.as_str(),
+                self.queue_binding(
+                    session,
+                    true,
+                    &name,
+                    &b.exchange,
+                    &b.routing_key,
                     &b.arguments,
-                    conn,
                 )?;
                 if !b.nowait {
                     self.send(
@@ -112,56 +49,150 @@ impl Channel {
                         AMQPClass::Queue(q::AMQPMethod::BindOk(q::BindOk {})),
                     );
                 }
+                Ok(())
             }
             q::AMQPMethod::Unbind(b) => {
                 let name = self.queue_name(&b.queue)?;
-                let destination = Destination::Queue(Arc::from(name.as_str()));
-                let (source, key) = (b.exchange.as_str(), b.routing_key.as_str());
-                session.perms.bind(&*vhost, source, &destination, key)?;
-                vhost.unbind(
-                    b.exchange.as_str(),
-                    destination,
-                    b.routing_key.as_str(),
+                self.queue_binding(
+                    session,
+                    false,
+                    &name,
+                    &b.exchange,
+                    &b.routing_key,
                     &b.arguments,
-                    conn,
                 )?;
                 self.send(
                     session,
                     AMQPClass::Queue(q::AMQPMethod::UnbindOk(q::UnbindOk {})),
                 );
+                Ok(())
             }
-            q::AMQPMethod::Purge(p) => {
-                let name = self.queue_name(&p.queue)?;
-                session.perms.check(Perm::Read, Resource::Queue, &name)?;
-                let count = vhost.queue(&name, conn)?.purge();
-                if !p.nowait {
-                    self.send(
-                        session,
-                        AMQPClass::Queue(q::AMQPMethod::PurgeOk(q::PurgeOk {
-                            message_count: count,
-                        })),
-                    );
-                }
+            q::AMQPMethod::Purge(p) => self.queue_purge(session, p),
+            q::AMQPMethod::Delete(d) => self.queue_delete(session, d),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// queue.declare: a server-named queue gets `amq.gen-...`; `amq.` names
+    /// are reserved; a passive declare of the direct reply-to pseudo-queue is
+    /// answered as RabbitMQ does.
+    fn queue_declare(&mut self, session: &mut Session, d: q::Declare) -> Result<(), AmqpError> {
+        let ok = |name: String, messages: u32, consumers: u32| {
+            AMQPClass::Queue(q::AMQPMethod::DeclareOk(q::DeclareOk {
+                queue: ShortString::from(name),
+                message_count: messages,
+                consumer_count: consumers,
+            }))
+        };
+        if d.passive && d.queue.as_str() == reply_to::QUEUE {
+            // RabbitMQ answers for the pseudo-queue as if it had one consumer.
+            if !d.nowait {
+                self.send(session, ok(d.queue.to_string(), 0, 1));
             }
-            q::AMQPMethod::Delete(d) => {
-                let name = self.queue_name(&d.queue)?;
-                session
-                    .perms
-                    .check(Perm::Configure, Resource::Queue, &name)?;
-                let count = vhost.delete_queue(&name, conn, d.if_unused, d.if_empty)?;
-                session
-                    .exclusive_queues
-                    .retain(|q| q.name().as_ref() != name);
-                if !d.nowait {
-                    self.send(
-                        session,
-                        AMQPClass::Queue(q::AMQPMethod::DeleteOk(q::DeleteOk {
-                            message_count: count,
-                        })),
-                    );
-                }
+            return Ok(());
+        }
+        let name = if d.queue.as_str().is_empty() {
+            format!(
+                "amq.gen-{}",
+                Alphanumeric.sample_string(&mut rand::rng(), 22)
+            )
+        } else {
+            if !d.passive && d.queue.as_str().starts_with("amq.") {
+                return Err(AmqpError::AccessRefused(format!(
+                    "queue name '{}' contains reserved prefix 'amq.*'",
+                    d.queue
+                )));
             }
-            _ => return Err(unexpected()),
+            d.queue.to_string()
+        };
+        let vhost = session.vhost.clone();
+        let conn = session.handle.id;
+        if !d.passive {
+            session.perms.queue_declare(&*vhost, &name, &d.arguments)?;
+        }
+        let (queue, messages, consumers) = vhost.declare_queue(&QueueDeclare {
+            name: &name,
+            passive: d.passive,
+            durable: d.durable,
+            exclusive: d.exclusive,
+            auto_delete: d.auto_delete,
+            arguments: &d.arguments,
+            connection: conn,
+        })?;
+        if queue.config.exclusive_owner == Some(conn)
+            && !session
+                .exclusive_queues
+                .iter()
+                .any(|q| Arc::ptr_eq(q, &queue))
+        {
+            session.exclusive_queues.push(queue.clone());
+        }
+        self.last_queue = Some(name.clone());
+        if !d.nowait {
+            self.send(session, ok(name, messages, consumers));
+        }
+        Ok(())
+    }
+
+    /// queue.bind (`bind`) or queue.unbind: write permission on the queue,
+    /// read on the exchange (and the topic permission), then the vhost.
+    fn queue_binding(
+        &mut self,
+        session: &mut Session,
+        bind: bool,
+        queue: &str,
+        exchange: &ShortString,
+        routing_key: &ShortString,
+        arguments: &FieldTable,
+    ) -> Result<(), AmqpError> {
+        let vhost = session.vhost.clone();
+        let destination = Destination::Queue(Arc::from(queue));
+        let (source, key) = (exchange.as_str(), routing_key.as_str());
+        session.perms.bind(&*vhost, source, &destination, key)?;
+        let conn = session.handle.id;
+        if bind {
+            vhost.bind(source, destination, key, arguments, conn)
+        } else {
+            vhost.unbind(source, destination, key, arguments, conn)
+        }
+    }
+
+    /// queue.purge: drops the ready messages (unacked ones stay).
+    fn queue_purge(&mut self, session: &mut Session, p: q::Purge) -> Result<(), AmqpError> {
+        let name = self.queue_name(&p.queue)?;
+        session.perms.check(Perm::Read, Resource::Queue, &name)?;
+        let count = session.vhost.queue(&name, session.handle.id)?.purge();
+        if !p.nowait {
+            self.send(
+                session,
+                AMQPClass::Queue(q::AMQPMethod::PurgeOk(q::PurgeOk {
+                    message_count: count,
+                })),
+            );
+        }
+        Ok(())
+    }
+
+    /// queue.delete, with `if_unused` / `if_empty`; a missing queue is fine.
+    fn queue_delete(&mut self, session: &mut Session, d: q::Delete) -> Result<(), AmqpError> {
+        let name = self.queue_name(&d.queue)?;
+        session
+            .perms
+            .check(Perm::Configure, Resource::Queue, &name)?;
+        let count =
+            session
+                .vhost
+                .delete_queue(&name, session.handle.id, d.if_unused, d.if_empty)?;
+        session
+            .exclusive_queues
+            .retain(|q| q.name().as_ref() != name);
+        if !d.nowait {
+            self.send(
+                session,
+                AMQPClass::Queue(q::AMQPMethod::DeleteOk(q::DeleteOk {
+                    message_count: count,
+                })),
+            );
         }
         Ok(())
     }
