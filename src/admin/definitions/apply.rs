@@ -61,13 +61,6 @@ pub fn import(broker: &Broker, desired: &Definitions) -> Result<Report, Definiti
     Ok(report)
 }
 
-/// Re-creates stored users, permissions, policies and parameters at start-up
-/// (no validation against the broker: this is what it had before).
-pub fn restore(broker: &Broker, stored: &Definitions) -> Result<(), DefinitionsError> {
-    let mut report = Report::default();
-    apply_objects(broker, stored, &mut report)
-}
-
 /// Saves the access-control part of the broker's state after a change.
 fn persist(broker: &Broker) -> Result<(), DefinitionsError> {
     broker
@@ -247,9 +240,29 @@ fn user_from(broker: &Broker, u: &UserDef, existing: Option<&User>) -> User {
     }
 }
 
-fn apply_objects(broker: &Broker, d: &Definitions, r: &mut Report) -> Result<(), DefinitionsError> {
-    let invalid = |e: String| DefinitionsError::Apply(e);
+/// A failure to apply one entry.
+fn invalid(e: String) -> DefinitionsError {
+    DefinitionsError::Apply(e)
+}
 
+/// Makes the broker hold every object of `d` (import semantics: creates and
+/// updates, never deletes), kind by kind in dependency order.
+fn apply_objects(broker: &Broker, d: &Definitions, r: &mut Report) -> Result<(), DefinitionsError> {
+    apply_vhosts(broker, d, r)?;
+    apply_users(broker, d, r)?;
+    apply_permissions(broker, d, r)?;
+    apply_topic_permissions(broker, d, r)?;
+    apply_parameters(broker, d, r)?;
+    apply_global_parameters(broker, d, r)?;
+    apply_policies(broker, d, r)?;
+    apply_exchanges(broker, d, r)?;
+    apply_queues(broker, d, r)?;
+    apply_bindings(broker, d, r)?;
+    Ok(())
+}
+
+/// Vhosts: created, or their metadata updated.
+fn apply_vhosts(broker: &Broker, d: &Definitions, r: &mut Report) -> Result<(), DefinitionsError> {
     for v in &d.vhosts {
         let info = VhostInfo {
             metadata: plan::vhost_metadata(v),
@@ -269,7 +282,11 @@ fn apply_objects(broker: &Broker, d: &Definitions, r: &mut Report) -> Result<(),
             Some(_) => {}
         }
     }
+    Ok(())
+}
 
+/// Users: created or replaced (password, tags, limits, loopback_only).
+fn apply_users(broker: &Broker, d: &Definitions, r: &mut Report) -> Result<(), DefinitionsError> {
     for u in &d.users {
         let existing = broker.users.get(&u.name);
         let user = user_from(broker, u, existing.as_ref());
@@ -296,7 +313,15 @@ fn apply_objects(broker: &Broker, d: &Definitions, r: &mut Report) -> Result<(),
         }
         broker.put_user(user);
     }
+    Ok(())
+}
 
+/// Permissions: set where they differ.
+fn apply_permissions(
+    broker: &Broker,
+    d: &Definitions,
+    r: &mut Report,
+) -> Result<(), DefinitionsError> {
     for p in &d.permissions {
         let permission = Permission::new(&p.configure, &p.write, &p.read).map_err(invalid)?;
         let current = broker.permissions.get(&p.user, &p.vhost);
@@ -308,7 +333,15 @@ fn apply_objects(broker: &Broker, d: &Definitions, r: &mut Report) -> Result<(),
         }
         broker.set_permissions(&p.user, &p.vhost, permission);
     }
+    Ok(())
+}
 
+/// Topic permissions: set where they differ.
+fn apply_topic_permissions(
+    broker: &Broker,
+    d: &Definitions,
+    r: &mut Report,
+) -> Result<(), DefinitionsError> {
     for p in &d.topic_permissions {
         let topic = TopicPermission::new(&p.user, &p.vhost, &p.write, &p.read).map_err(invalid)?;
         let current = broker.permissions.get(&p.user, &p.vhost);
@@ -323,7 +356,15 @@ fn apply_objects(broker: &Broker, d: &Definitions, r: &mut Report) -> Result<(),
         }
         broker.set_topic_permissions(&p.user, &p.vhost, &p.exchange, topic);
     }
+    Ok(())
+}
 
+/// Runtime parameters: set where they differ.
+fn apply_parameters(
+    broker: &Broker,
+    d: &Definitions,
+    r: &mut Report,
+) -> Result<(), DefinitionsError> {
     for p in &d.parameters {
         let param = Parameter {
             vhost: p.vhost.clone(),
@@ -347,7 +388,15 @@ fn apply_objects(broker: &Broker, d: &Definitions, r: &mut Report) -> Result<(),
         }
         broker.parameters.set(param);
     }
+    Ok(())
+}
 
+/// Global parameters: set where they differ.
+fn apply_global_parameters(
+    broker: &Broker,
+    d: &Definitions,
+    r: &mut Report,
+) -> Result<(), DefinitionsError> {
     for p in &d.global_parameters {
         let current = broker
             .parameters
@@ -362,7 +411,15 @@ fn apply_objects(broker: &Broker, d: &Definitions, r: &mut Report) -> Result<(),
         }
         broker.parameters.set_global(&p.name, p.value.clone());
     }
+    Ok(())
+}
 
+/// Policies: set where they differ (applied to existing objects at once).
+fn apply_policies(
+    broker: &Broker,
+    d: &Definitions,
+    r: &mut Report,
+) -> Result<(), DefinitionsError> {
     for p in &d.policies {
         let policy = Policy::new(
             &p.name,
@@ -382,7 +439,15 @@ fn apply_objects(broker: &Broker, d: &Definitions, r: &mut Report) -> Result<(),
         }
         broker.set_policy(&p.vhost, policy);
     }
+    Ok(())
+}
 
+/// Exchanges: declared when missing; one that exists with other properties is left as it is and reported as a conflict (import never replaces).
+fn apply_exchanges(
+    broker: &Broker,
+    d: &Definitions,
+    r: &mut Report,
+) -> Result<(), DefinitionsError> {
     for x in &d.exchanges {
         if SYSTEM_EXCHANGES.iter().any(|(n, _)| *n == x.name) {
             continue;
@@ -425,7 +490,11 @@ fn apply_objects(broker: &Broker, d: &Definitions, r: &mut Report) -> Result<(),
             .map_err(|e| invalid(format!("{}: {e}", x.label())))?;
         r.created.push(x.label());
     }
+    Ok(())
+}
 
+/// Queues: declared when missing; one that exists with other properties is left as it is and reported as a conflict.
+fn apply_queues(broker: &Broker, d: &Definitions, r: &mut Report) -> Result<(), DefinitionsError> {
     for q in &d.queues {
         let vhost = broker
             .vhost(&q.vhost)
@@ -467,7 +536,15 @@ fn apply_objects(broker: &Broker, d: &Definitions, r: &mut Report) -> Result<(),
             .map_err(|e| invalid(format!("{}: {e}", q.label())))?;
         r.created.push(q.label());
     }
+    Ok(())
+}
 
+/// Bindings: added when missing.
+fn apply_bindings(
+    broker: &Broker,
+    d: &Definitions,
+    r: &mut Report,
+) -> Result<(), DefinitionsError> {
     for b in &d.bindings {
         let vhost = broker
             .vhost(&b.vhost)

@@ -236,28 +236,252 @@ pub fn queue_differences(current: &QueueDef, desired: &QueueDef) -> Vec<String> 
     out
 }
 
+/// One kind of object in a definitions file, as the plan compares it.
+trait Planned {
+    /// What identifies it (two entries with the same key are the same object).
+    type Key: Eq + std::hash::Hash;
+    fn key(&self) -> Self::Key;
+    /// "queue 'orders' in vhost 'shop'", as the plan prints it.
+    fn label(&self) -> String;
+    fn target(&self) -> Target;
+    /// What differs from `current`, one line each.
+    fn differences(&self, current: &Self) -> Vec<String>;
+    /// Changed in place (users, permissions...) rather than replaced (queues,
+    /// exchanges: deleted and declared again).
+    const IN_PLACE: bool = true;
+}
+
+impl Planned for VhostDef {
+    type Key = String;
+    fn key(&self) -> String {
+        self.name.clone()
+    }
+    fn label(&self) -> String {
+        format!("vhost '{}'", self.name)
+    }
+    fn target(&self) -> Target {
+        Target::Vhost(self.name.clone())
+    }
+    fn differences(&self, c: &Self) -> Vec<String> {
+        let mut out = Vec::new();
+        diff(
+            &mut out,
+            "metadata",
+            &vhost_metadata(c),
+            &vhost_metadata(self),
+        );
+        diff(&mut out, "limits", &vhost_limits(c), &vhost_limits(self));
+        out
+    }
+}
+
+impl Planned for UserDef {
+    type Key = String;
+    fn key(&self) -> String {
+        self.name.clone()
+    }
+    fn label(&self) -> String {
+        format!("user '{}'", self.name)
+    }
+    fn target(&self) -> Target {
+        Target::User(self.name.clone())
+    }
+    fn differences(&self, current: &Self) -> Vec<String> {
+        user_differences(current, self)
+    }
+}
+
+impl Planned for PermissionDef {
+    type Key = (String, String);
+    fn key(&self) -> Self::Key {
+        (self.user.clone(), self.vhost.clone())
+    }
+    fn label(&self) -> String {
+        format!(
+            "permissions of user '{}' in vhost '{}'",
+            self.user, self.vhost
+        )
+    }
+    fn target(&self) -> Target {
+        Target::Permission {
+            user: self.user.clone(),
+            vhost: self.vhost.clone(),
+        }
+    }
+    fn differences(&self, c: &Self) -> Vec<String> {
+        let mut out = Vec::new();
+        diff(&mut out, "configure", &c.configure, &self.configure);
+        diff(&mut out, "write", &c.write, &self.write);
+        diff(&mut out, "read", &c.read, &self.read);
+        out
+    }
+}
+
+impl Planned for TopicPermissionDef {
+    type Key = (String, String, String);
+    fn key(&self) -> Self::Key {
+        (self.user.clone(), self.vhost.clone(), self.exchange.clone())
+    }
+    fn label(&self) -> String {
+        format!(
+            "topic permissions of user '{}' on exchange '{}' in vhost '{}'",
+            self.user, self.exchange, self.vhost
+        )
+    }
+    fn target(&self) -> Target {
+        Target::TopicPermission {
+            user: self.user.clone(),
+            vhost: self.vhost.clone(),
+            exchange: self.exchange.clone(),
+        }
+    }
+    fn differences(&self, c: &Self) -> Vec<String> {
+        let mut out = Vec::new();
+        diff(&mut out, "write", &c.write, &self.write);
+        diff(&mut out, "read", &c.read, &self.read);
+        out
+    }
+}
+
+impl Planned for ParameterDef {
+    type Key = (String, String, String);
+    fn key(&self) -> Self::Key {
+        (
+            self.vhost.clone(),
+            self.component.clone(),
+            self.name.clone(),
+        )
+    }
+    fn label(&self) -> String {
+        format!(
+            "parameter '{}' of component '{}' in vhost '{}'",
+            self.name, self.component, self.vhost
+        )
+    }
+    fn target(&self) -> Target {
+        Target::Parameter {
+            vhost: self.vhost.clone(),
+            component: self.component.clone(),
+            name: self.name.clone(),
+        }
+    }
+    fn differences(&self, c: &Self) -> Vec<String> {
+        let mut out = Vec::new();
+        diff(&mut out, "value", &c.value, &self.value);
+        out
+    }
+}
+
+impl Planned for GlobalParameterDef {
+    type Key = String;
+    fn key(&self) -> String {
+        self.name.clone()
+    }
+    fn label(&self) -> String {
+        format!("global parameter '{}'", self.name)
+    }
+    fn target(&self) -> Target {
+        Target::GlobalParameter(self.name.clone())
+    }
+    fn differences(&self, c: &Self) -> Vec<String> {
+        let mut out = Vec::new();
+        diff(&mut out, "value", &c.value, &self.value);
+        out
+    }
+}
+
+impl Planned for PolicyDef {
+    type Key = (String, String);
+    fn key(&self) -> Self::Key {
+        (self.vhost.clone(), self.name.clone())
+    }
+    fn label(&self) -> String {
+        PolicyDef::label(self)
+    }
+    fn target(&self) -> Target {
+        Target::Policy {
+            vhost: self.vhost.clone(),
+            name: self.name.clone(),
+        }
+    }
+    fn differences(&self, c: &Self) -> Vec<String> {
+        let mut out = Vec::new();
+        diff(&mut out, "pattern", &c.pattern, &self.pattern);
+        diff(&mut out, "apply-to", &c.apply_to, &self.apply_to);
+        diff(&mut out, "definition", &c.definition, &self.definition);
+        diff(&mut out, "priority", &c.priority, &self.priority);
+        out
+    }
+}
+
+impl Planned for ExchangeDef {
+    type Key = (String, String);
+    fn key(&self) -> Self::Key {
+        (self.vhost.clone(), self.name.clone())
+    }
+    fn label(&self) -> String {
+        ExchangeDef::label(self)
+    }
+    fn target(&self) -> Target {
+        Target::Exchange {
+            vhost: self.vhost.clone(),
+            name: self.name.clone(),
+        }
+    }
+    fn differences(&self, current: &Self) -> Vec<String> {
+        exchange_differences(current, self)
+    }
+    const IN_PLACE: bool = false;
+}
+
+impl Planned for QueueDef {
+    type Key = (String, String);
+    fn key(&self) -> Self::Key {
+        (self.vhost.clone(), self.name.clone())
+    }
+    fn label(&self) -> String {
+        QueueDef::label(self)
+    }
+    fn target(&self) -> Target {
+        Target::Queue {
+            vhost: self.vhost.clone(),
+            name: self.name.clone(),
+        }
+    }
+    fn differences(&self, current: &Self) -> Vec<String> {
+        queue_differences(current, self)
+    }
+    const IN_PLACE: bool = false;
+}
+
+impl Planned for BindingDef {
+    type Key = (String, String, String, String, String, String);
+    fn key(&self) -> Self::Key {
+        BindingDef::key(self)
+    }
+    fn label(&self) -> String {
+        BindingDef::label(self)
+    }
+    fn target(&self) -> Target {
+        Target::Binding(self.clone())
+    }
+    /// A binding is its key: there is nothing else to differ.
+    fn differences(&self, _: &Self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
 /// One kind of object: compares by key, in the file's order, then the deletes.
-#[allow(clippy::too_many_arguments)]
-fn compare<T, K: Eq + std::hash::Hash + Clone>(
-    changes: &mut Vec<Change>,
-    current: &[T],
-    desired: &[T],
-    prune: bool,
-    key: impl Fn(&T) -> K,
-    label: impl Fn(&T) -> String,
-    target: impl Fn(&T) -> Target,
-    differences: impl Fn(&T, &T) -> Vec<String>,
-    in_place: bool,
-) {
-    let by_key: HashMap<K, &T> = current.iter().map(|c| (key(c), c)).collect();
-    let wanted: HashMap<K, &T> = desired.iter().map(|d| (key(d), d)).collect();
+fn compare<T: Planned>(changes: &mut Vec<Change>, current: &[T], desired: &[T], prune: bool) {
+    let by_key: HashMap<T::Key, &T> = current.iter().map(|c| (c.key(), c)).collect();
+    let wanted: HashMap<T::Key, &T> = desired.iter().map(|d| (d.key(), d)).collect();
     if prune {
         for c in current {
-            let t = target(c);
-            if !wanted.contains_key(&key(c)) && !is_default(&t) {
+            let t = c.target();
+            if !wanted.contains_key(&c.key()) && !is_default(&t) {
                 changes.push(Change {
                     op: Op::Delete,
-                    object: label(c),
+                    object: c.label(),
                     details: Vec::new(),
                     target: Some(t),
                 });
@@ -265,208 +489,67 @@ fn compare<T, K: Eq + std::hash::Hash + Clone>(
         }
     }
     for d in desired {
-        match by_key.get(&key(d)) {
-            None => changes.push(Change {
-                op: Op::Create,
-                object: label(d),
-                details: Vec::new(),
-                target: Some(target(d)),
-            }),
+        let (op, details) = match by_key.get(&d.key()) {
+            None => (Op::Create, Vec::new()),
             Some(c) => {
-                let details = differences(c, d);
-                if !details.is_empty() {
-                    changes.push(Change {
-                        op: if in_place { Op::Update } else { Op::Replace },
-                        object: label(d),
-                        details,
-                        target: Some(target(d)),
-                    });
+                let details = d.differences(c);
+                if details.is_empty() {
+                    continue;
                 }
+                let op = if T::IN_PLACE { Op::Update } else { Op::Replace };
+                (op, details)
             }
-        }
+        };
+        changes.push(Change {
+            op,
+            object: d.label(),
+            details,
+            target: Some(d.target()),
+        });
     }
 }
 
-/// The changes that make `current` (an export) match `desired`.
+/// The changes that make `current` (an export) match `desired`, kind by kind
+/// in the order they are applied.
 pub fn plan(current: &Definitions, desired: &Definitions, prune: bool) -> Plan {
     let mut changes = Vec::new();
-    compare(
-        &mut changes,
-        &current.vhosts,
-        &desired.vhosts,
-        prune,
-        |v| v.name.clone(),
-        |v| format!("vhost '{}'", v.name),
-        |v| Target::Vhost(v.name.clone()),
-        |c, d| {
-            let mut out = Vec::new();
-            diff(&mut out, "metadata", &vhost_metadata(c), &vhost_metadata(d));
-            diff(&mut out, "limits", &vhost_limits(c), &vhost_limits(d));
-            out
-        },
-        true,
-    );
-    compare(
-        &mut changes,
-        &current.users,
-        &desired.users,
-        prune,
-        |u| u.name.clone(),
-        |u| format!("user '{}'", u.name),
-        |u| Target::User(u.name.clone()),
-        user_differences,
-        true,
-    );
+    compare(&mut changes, &current.vhosts, &desired.vhosts, prune);
+    compare(&mut changes, &current.users, &desired.users, prune);
     compare(
         &mut changes,
         &current.permissions,
         &desired.permissions,
         prune,
-        |p| (p.user.clone(), p.vhost.clone()),
-        |p| format!("permissions of user '{}' in vhost '{}'", p.user, p.vhost),
-        |p| Target::Permission {
-            user: p.user.clone(),
-            vhost: p.vhost.clone(),
-        },
-        |c, d| {
-            let mut out = Vec::new();
-            diff(&mut out, "configure", &c.configure, &d.configure);
-            diff(&mut out, "write", &c.write, &d.write);
-            diff(&mut out, "read", &c.read, &d.read);
-            out
-        },
-        true,
     );
     compare(
         &mut changes,
         &current.topic_permissions,
         &desired.topic_permissions,
         prune,
-        |p| (p.user.clone(), p.vhost.clone(), p.exchange.clone()),
-        |p| {
-            format!(
-                "topic permissions of user '{}' on exchange '{}' in vhost '{}'",
-                p.user, p.exchange, p.vhost
-            )
-        },
-        |p| Target::TopicPermission {
-            user: p.user.clone(),
-            vhost: p.vhost.clone(),
-            exchange: p.exchange.clone(),
-        },
-        |c, d| {
-            let mut out = Vec::new();
-            diff(&mut out, "write", &c.write, &d.write);
-            diff(&mut out, "read", &c.read, &d.read);
-            out
-        },
-        true,
     );
     compare(
         &mut changes,
         &current.parameters,
         &desired.parameters,
         prune,
-        |p| (p.vhost.clone(), p.component.clone(), p.name.clone()),
-        |p| {
-            format!(
-                "parameter '{}' of component '{}' in vhost '{}'",
-                p.name, p.component, p.vhost
-            )
-        },
-        |p| Target::Parameter {
-            vhost: p.vhost.clone(),
-            component: p.component.clone(),
-            name: p.name.clone(),
-        },
-        |c, d| {
-            let mut out = Vec::new();
-            diff(&mut out, "value", &c.value, &d.value);
-            out
-        },
-        true,
     );
     compare(
         &mut changes,
         &current.global_parameters,
         &desired.global_parameters,
         prune,
-        |p| p.name.clone(),
-        |p| format!("global parameter '{}'", p.name),
-        |p| Target::GlobalParameter(p.name.clone()),
-        |c, d| {
-            let mut out = Vec::new();
-            diff(&mut out, "value", &c.value, &d.value);
-            out
-        },
-        true,
     );
-    compare(
-        &mut changes,
-        &current.policies,
-        &desired.policies,
-        prune,
-        |p| (p.vhost.clone(), p.name.clone()),
-        PolicyDef::label,
-        |p| Target::Policy {
-            vhost: p.vhost.clone(),
-            name: p.name.clone(),
-        },
-        |c, d| {
-            let mut out = Vec::new();
-            diff(&mut out, "pattern", &c.pattern, &d.pattern);
-            diff(&mut out, "apply-to", &c.apply_to, &d.apply_to);
-            diff(&mut out, "definition", &c.definition, &d.definition);
-            diff(&mut out, "priority", &c.priority, &d.priority);
-            out
-        },
-        true,
-    );
+    compare(&mut changes, &current.policies, &desired.policies, prune);
+    // The system exchanges are the broker's, never the file's.
     let desired_exchanges: Vec<ExchangeDef> = desired
         .exchanges
         .iter()
         .filter(|x| !x.name.starts_with("amq."))
         .cloned()
         .collect();
-    compare(
-        &mut changes,
-        &current.exchanges,
-        &desired_exchanges,
-        prune,
-        |x| (x.vhost.clone(), x.name.clone()),
-        ExchangeDef::label,
-        |x| Target::Exchange {
-            vhost: x.vhost.clone(),
-            name: x.name.clone(),
-        },
-        exchange_differences,
-        false,
-    );
-    compare(
-        &mut changes,
-        &current.queues,
-        &desired.queues,
-        prune,
-        |q| (q.vhost.clone(), q.name.clone()),
-        QueueDef::label,
-        |q| Target::Queue {
-            vhost: q.vhost.clone(),
-            name: q.name.clone(),
-        },
-        queue_differences,
-        false,
-    );
-    compare(
-        &mut changes,
-        &current.bindings,
-        &desired.bindings,
-        prune,
-        BindingDef::key,
-        BindingDef::label,
-        |b| Target::Binding(b.clone()),
-        |_, _| Vec::new(),
-        true,
-    );
+    compare(&mut changes, &current.exchanges, &desired_exchanges, prune);
+    compare(&mut changes, &current.queues, &desired.queues, prune);
+    compare(&mut changes, &current.bindings, &desired.bindings, prune);
     for c in &mut changes {
         if c.op == Op::Replace {
             c.details.push(if c.object.starts_with("queue") {

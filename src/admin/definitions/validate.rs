@@ -65,37 +65,76 @@ impl<'a> World<'a> {
     }
 }
 
-/// Checks `desired` against itself and `existing`; the warnings are for
-/// things that will be stored but not acted on.
+/// Collects problems and warnings, with what exists once the file is applied.
+struct Check<'a> {
+    world: World<'a>,
+    problems: Vec<Problem>,
+    warnings: Vec<String>,
+}
+
+impl Check<'_> {
+    fn problem(&mut self, entry: String, text: String) {
+        self.problems.push(Problem {
+            entry,
+            problem: text,
+        });
+    }
+
+    fn vhost_missing(&self, vhost: &str) -> Option<String> {
+        (!self.world.vhosts.contains(vhost))
+            .then(|| format!("vhost '{vhost}' exists neither in the file nor in the broker"))
+    }
+
+    fn user_missing(&self, user: &str) -> Option<String> {
+        (!self.world.users.contains(user))
+            .then(|| format!("user '{user}' exists neither in the file nor in the broker"))
+    }
+}
+
+/// Checks `desired` against itself and `existing`, kind by kind; the warnings
+/// are for things that will be stored but not acted on.
 pub fn validate(
     desired: &Definitions,
     existing: &Definitions,
 ) -> Result<Vec<String>, DefinitionsError> {
-    let world = World::new(desired, existing);
-    let mut problems = Vec::new();
-    let mut warnings = Vec::new();
-    let mut problem = |entry: String, text: String| {
-        problems.push(Problem {
-            entry,
-            problem: text,
-        })
+    let mut c = Check {
+        world: World::new(desired, existing),
+        problems: Vec::new(),
+        warnings: Vec::new(),
     };
+    check_users(&mut c, desired);
+    check_vhosts(&mut c, desired);
+    check_permissions(&mut c, desired);
+    check_topic_permissions(&mut c, desired);
+    check_parameters(&mut c, desired);
+    check_global_parameters(&mut c, desired);
+    check_policies(&mut c, desired);
+    check_exchanges(&mut c, desired);
+    check_queues(&mut c, desired);
+    check_bindings(&mut c, desired);
+    if c.problems.is_empty() {
+        Ok(c.warnings)
+    } else {
+        Err(DefinitionsError::Invalid(c.problems))
+    }
+}
 
+fn check_users(c: &mut Check<'_>, desired: &Definitions) {
     let mut seen = HashSet::new();
     for (i, u) in desired.users.iter().enumerate() {
         let entry = format!("users[{i}] (user '{}')", u.name);
         if u.name.is_empty() {
-            problem(entry.clone(), "the user has no name".into());
+            c.problem(entry.clone(), "the user has no name".into());
         }
         if !seen.insert(u.name.as_str()) {
-            problem(entry.clone(), "the user is defined twice".into());
+            c.problem(entry.clone(), "the user is defined twice".into());
         }
         let alg = match &u.hashing_algorithm {
             None => Some(HashingAlgorithm::Sha256),
             Some(name) => HashingAlgorithm::parse(name),
         };
         match alg {
-            None => problem(
+            None => c.problem(
                 entry.clone(),
                 format!(
                     "unknown hashing_algorithm '{}' (expected rabbit_password_hashing_sha256, _sha512 or _md5)",
@@ -105,7 +144,7 @@ pub fn validate(
             Some(alg) => {
                 if let Some(hash) = &u.password_hash {
                     if !password::is_valid_hash(alg, hash) {
-                        problem(
+                        c.problem(
                             entry.clone(),
                             format!("password_hash is not a base64 {} hash", alg.as_str()),
                         );
@@ -114,43 +153,41 @@ pub fn validate(
             }
         }
         if u.password.is_some() && u.password_hash.is_some() {
-            problem(
+            c.problem(
                 entry,
                 "give either password or password_hash, not both".into(),
             );
         }
     }
+}
 
+fn check_vhosts(c: &mut Check<'_>, desired: &Definitions) {
     let mut seen = HashSet::new();
     for (i, v) in desired.vhosts.iter().enumerate() {
         let entry = format!("vhosts[{i}] (vhost '{}')", v.name);
         if v.name.is_empty() {
-            problem(entry.clone(), "the vhost has no name".into());
+            c.problem(entry.clone(), "the vhost has no name".into());
         }
         if let Some(text) = too_long("vhost name", &v.name) {
-            problem(entry.clone(), text);
+            c.problem(entry.clone(), text);
         }
         if !seen.insert(v.name.as_str()) {
-            problem(entry, "the vhost is defined twice".into());
+            c.problem(entry, "the vhost is defined twice".into());
         }
     }
+}
 
-    let vhost_missing = |vhost: &str| {
-        (!world.vhosts.contains(vhost))
-            .then(|| format!("vhost '{vhost}' exists neither in the file nor in the broker"))
-    };
-    let user_missing = |user: &str| {
-        (!world.users.contains(user))
-            .then(|| format!("user '{user}' exists neither in the file nor in the broker"))
-    };
-
+fn check_permissions(c: &mut Check<'_>, desired: &Definitions) {
     for (i, p) in desired.permissions.iter().enumerate() {
         let entry = format!(
             "permissions[{i}] (user '{}' in vhost '{}')",
             p.user, p.vhost
         );
-        if let Some(text) = user_missing(&p.user).or_else(|| vhost_missing(&p.vhost)) {
-            problem(entry.clone(), text);
+        if let Some(text) = c
+            .user_missing(&p.user)
+            .or_else(|| c.vhost_missing(&p.vhost))
+        {
+            c.problem(entry.clone(), text);
         }
         for (what, re) in [
             ("configure", &p.configure),
@@ -158,67 +195,78 @@ pub fn validate(
             ("read", &p.read),
         ] {
             if let Err(e) = check_regex(re) {
-                problem(
+                c.problem(
                     entry.clone(),
                     format!("invalid regex in '{what}' ({}): {e}", regex_excerpt(re)),
                 );
             }
         }
     }
+}
 
+fn check_topic_permissions(c: &mut Check<'_>, desired: &Definitions) {
     for (i, p) in desired.topic_permissions.iter().enumerate() {
         let entry = format!(
             "topic_permissions[{i}] (user '{}' in vhost '{}', exchange '{}')",
             p.user, p.vhost, p.exchange
         );
-        if let Some(text) = user_missing(&p.user).or_else(|| vhost_missing(&p.vhost)) {
-            problem(entry.clone(), text);
+        if let Some(text) = c
+            .user_missing(&p.user)
+            .or_else(|| c.vhost_missing(&p.vhost))
+        {
+            c.problem(entry.clone(), text);
         }
         if p.exchange.is_empty() {
-            problem(entry.clone(), "a topic permission needs an exchange".into());
+            c.problem(entry.clone(), "a topic permission needs an exchange".into());
         }
         if let Err(e) = TopicPermission::new(&p.user, &p.vhost, &p.write, &p.read) {
-            problem(entry, format!("invalid regex: {e}"));
+            c.problem(entry, format!("invalid regex: {e}"));
         }
     }
+}
 
+fn check_parameters(c: &mut Check<'_>, desired: &Definitions) {
     for (i, p) in desired.parameters.iter().enumerate() {
         let entry = format!(
             "parameters[{i}] (component '{}', name '{}' in vhost '{}')",
             p.component, p.name, p.vhost
         );
-        if let Some(text) = vhost_missing(&p.vhost) {
-            problem(entry.clone(), text);
+        if let Some(text) = c.vhost_missing(&p.vhost) {
+            c.problem(entry.clone(), text);
         }
         if p.component.is_empty() || p.name.is_empty() {
-            problem(entry, "a parameter needs a component and a name".into());
+            c.problem(entry, "a parameter needs a component and a name".into());
         }
     }
+}
 
+fn check_global_parameters(c: &mut Check<'_>, desired: &Definitions) {
     for (i, p) in desired.global_parameters.iter().enumerate() {
         if p.name.is_empty() {
-            problem(
+            c.problem(
                 format!("global_parameters[{i}]"),
                 "a global parameter needs a name".into(),
             );
         }
     }
+}
 
+fn check_policies(c: &mut Check<'_>, desired: &Definitions) {
     let mut seen = HashSet::new();
     for (i, p) in desired.policies.iter().enumerate() {
         let entry = format!("policies[{i}] ({})", p.label());
-        if let Some(text) = vhost_missing(&p.vhost) {
-            problem(entry.clone(), text);
+        if let Some(text) = c.vhost_missing(&p.vhost) {
+            c.problem(entry.clone(), text);
         }
         if !seen.insert((p.vhost.as_str(), p.name.as_str())) {
-            problem(entry.clone(), "the policy is defined twice".into());
+            c.problem(entry.clone(), "the policy is defined twice".into());
         }
         match policy::validate(&p.pattern, &p.apply_to, &p.definition) {
-            Err(e) => problem(entry, e),
+            Err(e) => c.problem(entry, e),
             Ok(()) => {
                 let pending = policy::not_enforced(&p.definition);
                 if !pending.is_empty() {
-                    warnings.push(format!(
+                    c.warnings.push(format!(
                         "{}: {} stored but not enforced yet",
                         p.label(),
                         pending.join(", ")
@@ -227,38 +275,40 @@ pub fn validate(
             }
         }
     }
+}
 
+fn check_exchanges(c: &mut Check<'_>, desired: &Definitions) {
     let mut seen = HashSet::new();
     for (i, x) in desired.exchanges.iter().enumerate() {
         let entry = format!("exchanges[{i}] ({})", x.label());
-        if let Some(text) = vhost_missing(&x.vhost) {
-            problem(entry.clone(), text);
+        if let Some(text) = c.vhost_missing(&x.vhost) {
+            c.problem(entry.clone(), text);
         }
         if x.name.is_empty() {
-            problem(
+            c.problem(
                 entry.clone(),
                 "the default exchange cannot be declared".into(),
             );
         }
         if let Some(text) = too_long("exchange name", &x.name) {
-            problem(entry.clone(), text);
+            c.problem(entry.clone(), text);
         }
         if !seen.insert((x.vhost.as_str(), x.name.as_str())) {
-            problem(entry.clone(), "the exchange is defined twice".into());
+            c.problem(entry.clone(), "the exchange is defined twice".into());
         }
         // Plugin types (delayed, deduplication) check their own arguments.
         if let Err(e) = crate::engine::exchange::resolve(&x.kind, &to_field_table(&x.arguments)) {
             let text = e.to_string();
             let text = text.split_once(" - ").map_or(text.as_str(), |(_, t)| t);
-            problem(entry.clone(), text.to_string());
+            c.problem(entry.clone(), text.to_string());
         }
         if let Some(ae) = x.arguments.get("alternate-exchange") {
             match ae.as_str() {
-                None => problem(
+                None => c.problem(
                     entry.clone(),
                     format!("invalid arg 'alternate-exchange': expected a string, got {ae}"),
                 ),
-                Some(ae) if !world.exchanges.contains_key(&(x.vhost.as_str(), ae)) => warnings
+                Some(ae) if !c.world.exchanges.contains_key(&(x.vhost.as_str(), ae)) => c.warnings
                     .push(format!(
                         "{}: its alternate exchange '{ae}' does not exist (unroutable messages are dropped until it does)",
                         x.label()
@@ -268,9 +318,10 @@ pub fn validate(
         }
         if x.name.starts_with("amq.") {
             if SYSTEM_EXCHANGES.iter().any(|(n, _)| *n == x.name) {
-                warnings.push(format!("{}: a system exchange, skipped", x.label()));
+                c.warnings
+                    .push(format!("{}: a system exchange, skipped", x.label()));
             } else {
-                problem(
+                c.problem(
                     entry,
                     format!(
                         "exchange name '{}' contains reserved prefix 'amq.*'",
@@ -280,21 +331,23 @@ pub fn validate(
             }
         }
     }
+}
 
+fn check_queues(c: &mut Check<'_>, desired: &Definitions) {
     let mut seen = HashSet::new();
     for (i, q) in desired.queues.iter().enumerate() {
         let entry = format!("queues[{i}] ({})", q.label());
-        if let Some(text) = vhost_missing(&q.vhost) {
-            problem(entry.clone(), text);
+        if let Some(text) = c.vhost_missing(&q.vhost) {
+            c.problem(entry.clone(), text);
         }
         if q.name.is_empty() {
-            problem(entry.clone(), "the queue has no name".into());
+            c.problem(entry.clone(), "the queue has no name".into());
         }
         if let Some(text) = too_long("queue name", &q.name) {
-            problem(entry.clone(), text);
+            c.problem(entry.clone(), text);
         }
         if !seen.insert((q.vhost.as_str(), q.name.as_str())) {
-            problem(entry.clone(), "the queue is defined twice".into());
+            c.problem(entry.clone(), "the queue is defined twice".into());
         }
         let table = to_field_table(&q.arguments);
         if let Err(e) =
@@ -302,11 +355,11 @@ pub fn validate(
         {
             let text = e.to_string();
             let text = text.strip_prefix("PRECONDITION_FAILED - ").unwrap_or(&text);
-            problem(entry.clone(), text.to_string());
+            c.problem(entry.clone(), text.to_string());
         }
         match q.kind.as_deref() {
             None | Some("classic") | Some("quorum") => {}
-            Some(other) => problem(entry.clone(), format!("unsupported queue type '{other}'")),
+            Some(other) => c.problem(entry.clone(), format!("unsupported queue type '{other}'")),
         }
         if let Err(e) = crate::engine::queue::args::check_queue_type(
             &q.name,
@@ -318,7 +371,7 @@ pub fn validate(
         ) {
             let text = e.to_string();
             let text = text.strip_prefix("PRECONDITION_FAILED - ").unwrap_or(&text);
-            problem(entry, text.to_string());
+            c.problem(entry, text.to_string());
         }
         let pending: Vec<&str> = QUEUE_ARGS_NOT_ENFORCED
             .iter()
@@ -326,18 +379,20 @@ pub fn validate(
             .filter(|a| q.arguments.contains_key(*a))
             .collect();
         if !pending.is_empty() {
-            warnings.push(format!(
+            c.warnings.push(format!(
                 "{}: {} stored but not enforced yet",
                 q.label(),
                 pending.join(", ")
             ));
         }
     }
+}
 
+fn check_bindings(c: &mut Check<'_>, desired: &Definitions) {
     for (i, b) in desired.bindings.iter().enumerate() {
         let entry = format!("bindings[{i}] ({})", b.label());
-        if let Some(text) = vhost_missing(&b.vhost) {
-            problem(entry.clone(), text);
+        if let Some(text) = c.vhost_missing(&b.vhost) {
+            c.problem(entry.clone(), text);
             continue;
         }
         for (what, name) in [
@@ -346,17 +401,21 @@ pub fn validate(
             ("routing key", &b.routing_key),
         ] {
             if let Some(text) = too_long(what, name) {
-                problem(entry.clone(), text);
+                c.problem(entry.clone(), text);
             }
         }
-        let source_kind = world.exchanges.get(&(b.vhost.as_str(), b.source.as_str()));
+        let source_kind = c
+            .world
+            .exchanges
+            .get(&(b.vhost.as_str(), b.source.as_str()))
+            .copied();
         if b.source.is_empty() {
-            problem(
+            c.problem(
                 entry.clone(),
                 "bindings of the default exchange cannot be declared".into(),
             );
         } else if source_kind.is_none() {
-            problem(
+            c.problem(
                 entry.clone(),
                 format!(
                     "source exchange '{}' exists neither in the file nor in the broker",
@@ -365,14 +424,16 @@ pub fn validate(
             );
         }
         let destination_exists = match b.destination_type.as_str() {
-            "queue" => world
+            "queue" => c
+                .world
                 .queues
                 .contains(&(b.vhost.as_str(), b.destination.as_str())),
-            "exchange" => world
+            "exchange" => c
+                .world
                 .exchanges
                 .contains_key(&(b.vhost.as_str(), b.destination.as_str())),
             other => {
-                problem(
+                c.problem(
                     entry.clone(),
                     format!("invalid destination_type '{other}' (expected queue or exchange)"),
                 );
@@ -380,7 +441,7 @@ pub fn validate(
             }
         };
         if !destination_exists {
-            problem(
+            c.problem(
                 entry.clone(),
                 format!(
                     "destination {} '{}' exists neither in the file nor in the broker",
@@ -390,27 +451,21 @@ pub fn validate(
         }
         // A selector compiles here exactly as at queue.bind.
         if let Err(e) = Selector::from_binding_arguments(&to_field_table(&b.arguments)) {
-            problem(entry.clone(), e.to_string());
+            c.problem(entry.clone(), e.to_string());
         }
-        if source_kind.is_some_and(|k| *k == "headers") {
+        if source_kind == Some("headers") {
             if let Some(m) = b.arguments.get("x-match") {
                 if !matches!(
                     m.as_str(),
                     Some("all" | "any" | "all-with-x" | "any-with-x")
                 ) {
-                    problem(
+                    c.problem(
                         entry,
                         format!("invalid x-match field value {m}; expected all, any, all-with-x, or any-with-x"),
                     );
                 }
             }
         }
-    }
-
-    if problems.is_empty() {
-        Ok(warnings)
-    } else {
-        Err(DefinitionsError::Invalid(problems))
     }
 }
 
