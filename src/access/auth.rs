@@ -65,13 +65,6 @@ impl Users {
         }
     }
 
-    /// guest/guest, administrator, loopback-only unless `guest_remote`.
-    pub fn with_default_guest() -> Self {
-        let users = Self::empty();
-        users.put(Self::default_guest(false));
-        users
-    }
-
     /// RabbitMQ's default user.
     pub fn default_guest(guest_remote: bool) -> User {
         let mut guest = User::with_password("guest", "guest", &["administrator"]);

@@ -92,7 +92,7 @@ pub fn check_equivalent(
     Ok(())
 }
 
-pub use crate::protocol::content::{check_expiry, parse_expiration, MAX_EXPIRY};
+use crate::protocol::content::check_expiry;
 
 /// Checks queue.declare arguments as RabbitMQ does; the error text ends with
 /// RabbitMQ's Erlang term for the problem (`{value_negative,-1}`).

@@ -96,12 +96,8 @@ fn io_error(dir: &Path) -> impl Fn(std::io::Error) -> StoreError + '_ {
 
 impl Broker {
     /// Opens the data directory and recovers what it holds; a fresh directory
-    /// gets the default vhost `/`. The default user is guest/guest.
-    pub fn open(data_dir: &Path) -> Result<Arc<Self>, StoreError> {
-        Self::open_with(data_dir, BrokerOptions::default())
-    }
-
-    /// [`Broker::open`] with options (no defaults when definitions are loaded at boot).
+    /// gets the default vhost `/` and the user guest/guest, unless
+    /// `options` say otherwise (definitions loaded at boot).
     pub fn open_with(data_dir: &Path, options: BrokerOptions) -> Result<Arc<Self>, StoreError> {
         let started = Instant::now();
         let store = Store::open(data_dir)?;

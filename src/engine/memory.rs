@@ -32,11 +32,6 @@ pub fn limit() -> usize {
     LIMIT.load(Ordering::Relaxed)
 }
 
-/// Bytes held by in-memory messages now.
-pub fn used() -> usize {
-    USED.load(Ordering::Relaxed)
-}
-
 pub fn alarmed() -> bool {
     ALARM.load(Ordering::Relaxed)
 }

@@ -148,12 +148,8 @@ impl Message {
         self.properties.delivery_mode() == Some(2)
     }
 
-    /// Size as RabbitMQ counts it for byte limits: the body.
-    pub fn body_len(&self) -> usize {
-        self.body.len()
-    }
-
     /// The content-header payload, as it is sent.
+#[cfg(test)]
     pub fn header_bytes(&self) -> Bytes {
         self.properties.raw().clone()
     }

@@ -56,8 +56,6 @@ pub struct Outcome {
 pub struct Published {
     /// Whether any queue took it (false: unroutable, returned if mandatory).
     pub routed: bool,
-    /// Held by a delayed-message exchange (never returned, as the plugin does).
-    pub held: bool,
     pub outcome: Outcome,
     /// The message as queues got it (`BCC` removed), for a basic.return.
     pub message: Arc<Message>,
@@ -102,9 +100,9 @@ impl Router {
                                 ..Outcome::default()
                             },
                         };
+                        // Held: never returned, as the plugin does.
                         return Ok(Published {
                             routed: true,
-                            held: true,
                             outcome,
                             message,
                         });
@@ -123,7 +121,6 @@ impl Router {
         self.targets.clear();
         Ok(Published {
             routed,
-            held: false,
             outcome,
             message,
         })

@@ -125,7 +125,7 @@ impl Connection {
     async fn next_frame(&mut self) -> Result<Option<Frame>, MethodError> {
         loop {
             match frame::parse(&mut self.buf, self.frame_max)? {
-                Some(Frame::Heartbeat { .. }) => continue,
+                Some(Frame::Heartbeat) => continue,
                 Some(frame) => return Ok(Some(frame)),
                 None => {
                     if !self.fill().await {
@@ -359,7 +359,7 @@ impl Connection {
         frame: Frame,
     ) -> Result<bool, MethodError> {
         let channel_id = match &frame {
-            Frame::Heartbeat { .. } => return Ok(true),
+            Frame::Heartbeat => return Ok(true),
             Frame::Method { channel, .. }
             | Frame::Header { channel, .. }
             | Frame::Body { channel, .. }

@@ -194,7 +194,6 @@ impl Connection {
         );
         info!(user = %user.name, vhost = vhost_name, "connection opened");
         Ok(Some(Session {
-            broker: self.broker.clone(),
             vhost,
             handle: Arc::new(ClientLink {
                 id: self.id,

@@ -218,10 +218,6 @@ impl crate::engine::queue::delivery::ClientSink for Outbox {
     fn try_send(&self, queue: &Arc<Queue>, encode: &mut dyn FnMut(&mut Vec<u8>)) -> bool {
         Outbox::try_send(self, queue, encode)
     }
-
-    fn is_closed(&self) -> bool {
-        Outbox::is_closed(self)
-    }
 }
 
 /// Confirms and commit-oks the store's group commit releases: one append (and

@@ -225,11 +225,6 @@ impl Properties {
         }
     }
 
-    /// No properties at all, for a body of `body_size` bytes.
-    pub fn empty(body_size: u64) -> Self {
-        Self::encode(body_size, &AMQPProperties::default())
-    }
-
     /// The same properties over another copy of the same bytes (a message
     /// moving out of the read buffer into an allocation of its own).
     pub fn rebased(self, raw: Bytes) -> Self {
@@ -334,6 +329,7 @@ impl Properties {
 
     /// Every property, headers included, as amq-protocol's struct (for the
     /// broker's edits: dead-lettering, delivery counts, direct reply-to).
+#[cfg(test)]
     pub fn decode(&self) -> AMQPProperties {
         self.decode_edited(self.headers(), true)
     }
@@ -475,6 +471,7 @@ pub fn parse_expiration(text: &str) -> Result<u64, String> {
 /// Encodes a basic content-header payload (class 60, weight 0, body size,
 /// property flags, properties) exactly as amq-protocol does, directly and
 /// without recursion (the headers table goes through [`field::encode_table`]).
+#[cfg(test)]
 pub fn encode_header(body_size: u64, p: &AMQPProperties) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     encode_into(&mut out, body_size, p);

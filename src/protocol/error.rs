@@ -31,8 +31,6 @@ pub enum AmqpError {
     ChannelError(String),
     #[error("UNEXPECTED_FRAME - {0}")]
     UnexpectedFrame(String),
-    #[error("RESOURCE_ERROR - {0}")]
-    ResourceError(String),
     #[error("NOT_ALLOWED - {0}")]
     NotAllowed(String),
     #[error("NOT_IMPLEMENTED - {0}")]
@@ -55,7 +53,6 @@ impl AmqpError {
             AmqpError::CommandInvalid(_) => 503,
             AmqpError::ChannelError(_) => 504,
             AmqpError::UnexpectedFrame(_) => 505,
-            AmqpError::ResourceError(_) => 506,
             AmqpError::NotAllowed(_) => 530,
             AmqpError::NotImplemented(_) => 540,
             AmqpError::InternalError(_) => 541,

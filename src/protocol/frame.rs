@@ -48,9 +48,8 @@ pub enum Frame {
         channel: u16,
         data: Bytes,
     },
-    Heartbeat {
-        channel: u16,
-    },
+    /// A heartbeat (on whichever channel the client sent it).
+    Heartbeat,
     /// A channel method whose arguments the channel must refuse (a field
     /// table nested too deep): a channel error, not a connection error.
     Refused {
@@ -128,7 +127,7 @@ pub fn parse(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, AmqpEr
             channel,
             data: payload,
         })),
-        FRAME_HEARTBEAT => Ok(Some(Frame::Heartbeat { channel })),
+        FRAME_HEARTBEAT => Ok(Some(Frame::Heartbeat)),
         other => Err(AmqpError::FrameError(format!(
             "type {other}, {}: unknown_frame",
             payload_snippet(&payload)

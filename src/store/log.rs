@@ -388,6 +388,7 @@ impl MessageLog {
     }
 
     /// Bytes on disk in this log (segments and ack files).
+    #[cfg(test)]
     pub fn disk_usage(&self) -> u64 {
         fs::read_dir(&self.dir)
             .map(|d| {

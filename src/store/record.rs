@@ -144,6 +144,7 @@ pub fn decode(payload: Bytes) -> Option<StoredMessage> {
 }
 
 /// Reads only the queue ids of a record payload (recovery does not need bodies).
+#[cfg(test)]
 pub fn decode_queues(payload: &[u8]) -> Option<Vec<u32>> {
     let mut p = payload;
     if p.len() < 19 || p[0] != KIND_MESSAGE {

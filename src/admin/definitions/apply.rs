@@ -43,6 +43,7 @@ pub struct Report {
 
 impl Report {
     /// Nothing was created or changed.
+    #[cfg(test)]
     pub fn is_noop(&self) -> bool {
         self.created.is_empty() && self.updated.is_empty()
     }

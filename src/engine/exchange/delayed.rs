@@ -154,15 +154,6 @@ impl Delayed {
         );
     }
 
-    /// How many messages are held.
-    pub fn len(&self) -> usize {
-        self.state.lock().held.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn insert<O: Owner + 'static>(&self, owner: &Arc<O>, due: u64, held: Held) {
         let mut st = self.state.lock();
         let seq = st.next;

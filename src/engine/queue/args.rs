@@ -147,10 +147,6 @@ impl QueueArgs {
         self.is_quorum() || self.delivery_limit.is_some()
     }
 
-    /// Whether the queue may need its expiry timer from the start.
-    pub fn needs_timer(&self) -> bool {
-        self.message_ttl.is_some() || self.expires.is_some()
-    }
 }
 
 /// Checks that depend on the queue type, after the arguments themselves were

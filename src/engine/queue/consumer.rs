@@ -13,7 +13,6 @@ use crate::engine::queue::delivery::DeliveryChannel;
 
 pub struct Consumer {
     pub tag: ShortString,
-    pub queue: Arc<str>,
     pub channel: Arc<DeliveryChannel>,
     pub no_ack: bool,
     pub exclusive: bool,
@@ -32,7 +31,6 @@ pub struct Consumer {
 impl Consumer {
     pub fn new(
         tag: ShortString,
-        queue: Arc<str>,
         channel: Arc<DeliveryChannel>,
         no_ack: bool,
         exclusive: bool,
@@ -41,7 +39,6 @@ impl Consumer {
     ) -> Arc<Self> {
         Arc::new(Self {
             tag,
-            queue,
             channel,
             no_ack,
             exclusive,

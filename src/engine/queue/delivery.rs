@@ -30,7 +30,6 @@ pub trait ClientSink: SyncListener {
     /// is remembered and dispatched again once the client caught up.
     /// Returns whether `encode` ran.
     fn try_send(&self, queue: &Arc<Queue>, encode: &mut dyn FnMut(&mut Vec<u8>)) -> bool;
-    fn is_closed(&self) -> bool;
 }
 
 /// A client connection as the engine sees it.
@@ -219,12 +218,6 @@ impl DeliveryChannel {
         Ok(taken)
     }
 
-    /// Whether `tag` is outstanding (used to validate acks inside a transaction).
-    pub fn is_outstanding(&self, tag: u64, multiple: bool) -> bool {
-        let st = self.state.lock();
-        (multiple && tag == 0) || st.unacked.contains_key(&tag)
-    }
-
     /// Takes every outstanding delivery (basic.recover).
     pub fn take_all(&self) -> Vec<Unacked> {
         let mut st = self.state.lock();
@@ -257,9 +250,6 @@ impl DeliveryChannel {
         self.state.lock().global_prefetch
     }
 
-    pub fn unacked_count(&self) -> usize {
-        self.state.lock().unacked.len()
-    }
 }
 
 /// Records a delivery as unacked: the counterpart of [`release`], so the

@@ -273,7 +273,7 @@ impl Queue {
         let own = message
             .properties
             .expiration()
-            .and_then(|e| crate::engine::arguments::parse_expiration(e).ok());
+            .and_then(|e| crate::protocol::content::parse_expiration(e).ok());
         deadline(ttl, own, published)
     }
 
@@ -858,10 +858,6 @@ impl Queue {
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         (count, consumers)
-    }
-
-    pub fn is_deleted(&self) -> bool {
-        self.state.lock().deleted
     }
 
     /// Checks for queue.delete: in use / not empty.

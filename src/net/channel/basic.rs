@@ -190,7 +190,6 @@ impl Channel {
         };
         let consumer = Consumer::new(
             ShortString::from(tag.clone()),
-            queue.name().clone(),
             self.delivery.clone(),
             c.no_ack,
             c.exclusive,

@@ -20,7 +20,6 @@ mod queue;
 mod session;
 mod tx;
 
-pub use publish::MAX_MESSAGE_SIZE;
 pub use session::Session;
 
 use std::collections::HashMap;
@@ -114,7 +113,7 @@ impl Channel {
             }
             Frame::Header { header, .. } => self.handle_header(session, header),
             Frame::Body { data, .. } => self.handle_body(session, data),
-            Frame::Heartbeat { .. } => Ok(false),
+            Frame::Heartbeat => Ok(false),
         };
         match result {
             Err(e) if !e.error.closes_connection() => {

@@ -9,7 +9,6 @@ use amq_protocol::protocol::AMQPClass;
 
 use crate::access::auth::User;
 use crate::access::permissions::Checker;
-use crate::engine::broker::Broker;
 use crate::engine::queue::delivery::ClientLink;
 use crate::engine::queue::Queue;
 use crate::engine::vhost::VHost;
@@ -17,7 +16,6 @@ use crate::protocol::frame;
 
 /// Per-connection state that channel methods need.
 pub struct Session {
-    pub broker: Arc<Broker>,
     pub vhost: Arc<VHost>,
     pub handle: Arc<ClientLink>,
     pub user: User,
