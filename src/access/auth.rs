@@ -12,21 +12,21 @@ use crate::access::password::{self, HashingAlgorithm};
 use crate::protocol::field::value_as_str;
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct User {
-    pub name: String,
+pub(crate) struct User {
+    pub(crate) name: String,
     /// RabbitMQ's format: base64(salt ++ hash); empty means no password login.
-    pub password_hash: String,
-    pub hashing_algorithm: HashingAlgorithm,
-    pub tags: Vec<String>,
+    pub(crate) password_hash: String,
+    pub(crate) hashing_algorithm: HashingAlgorithm,
+    pub(crate) tags: Vec<String>,
     /// RabbitMQ's per-user limits (max-connections, max-channels), kept as given.
-    pub limits: serde_json::Map<String, serde_json::Value>,
+    pub(crate) limits: serde_json::Map<String, serde_json::Value>,
     /// May connect only from loopback (RabbitMQ's rule for guest).
-    pub loopback_only: bool,
+    pub(crate) loopback_only: bool,
 }
 
 impl User {
     /// A user with a freshly salted SHA-256 hash of `password`.
-    pub fn with_password(name: &str, password: &str, tags: &[&str]) -> Self {
+    pub(crate) fn with_password(name: &str, password: &str, tags: &[&str]) -> Self {
         Self {
             name: name.to_string(),
             password_hash: password::hash_password(HashingAlgorithm::Sha256, password),
@@ -37,43 +37,43 @@ impl User {
         }
     }
 
-    pub fn has_tag(&self, tag: &str) -> bool {
+    pub(crate) fn has_tag(&self, tag: &str) -> bool {
         self.tags.iter().any(|t| t == tag)
     }
 
-    pub fn check_password(&self, candidate: &str) -> bool {
+    pub(crate) fn check_password(&self, candidate: &str) -> bool {
         password::verify(self.hashing_algorithm, &self.password_hash, candidate)
     }
 }
 
-pub struct Users {
+pub(crate) struct Users {
     users: RwLock<HashMap<String, User>>,
 }
 
 /// Credentials decoded from a connection.start-ok response.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
+pub(crate) struct Credentials {
+    pub(crate) username: String,
+    pub(crate) password: String,
 }
 
 impl Users {
     /// No users at all (a broker whose users come from a definitions file).
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Self {
             users: RwLock::new(HashMap::new()),
         }
     }
 
     /// RabbitMQ's default user.
-    pub fn default_guest(guest_remote: bool) -> User {
+    pub(crate) fn default_guest(guest_remote: bool) -> User {
         let mut guest = User::with_password("guest", "guest", &["administrator"]);
         guest.loopback_only = !guest_remote;
         guest
     }
 
     /// Checks a login; `None` when the user is unknown or the password wrong.
-    pub fn authenticate(&self, credentials: &Credentials) -> Option<User> {
+    pub(crate) fn authenticate(&self, credentials: &Credentials) -> Option<User> {
         let users = self.users.read();
         let user = users.get(&credentials.username)?;
         user.check_password(&credentials.password)
@@ -81,20 +81,20 @@ impl Users {
     }
 
     /// Adds or replaces a user.
-    pub fn put(&self, user: User) {
+    pub(crate) fn put(&self, user: User) {
         self.users.write().insert(user.name.clone(), user);
     }
 
-    pub fn delete(&self, name: &str) -> bool {
+    pub(crate) fn delete(&self, name: &str) -> bool {
         self.users.write().remove(name).is_some()
     }
 
-    pub fn get(&self, name: &str) -> Option<User> {
+    pub(crate) fn get(&self, name: &str) -> Option<User> {
         self.users.read().get(name).cloned()
     }
 
     /// Every user, sorted by name.
-    pub fn list(&self) -> Vec<User> {
+    pub(crate) fn list(&self) -> Vec<User> {
         let mut out: Vec<User> = self.users.read().values().cloned().collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
@@ -102,7 +102,7 @@ impl Users {
 }
 
 /// Decodes a SASL response for `mechanism` (PLAIN or AMQPLAIN).
-pub fn decode_response(mechanism: &str, response: &[u8]) -> Option<Credentials> {
+pub(crate) fn decode_response(mechanism: &str, response: &[u8]) -> Option<Credentials> {
     match mechanism {
         "PLAIN" => {
             // [authzid] NUL authcid NUL passwd

@@ -1,6 +1,6 @@
 //! Who a client is and what it may do: users and SASL (`auth`), RabbitMQ's
 //! password hashes (`password`) and permissions (`permissions`).
 
-pub mod auth;
-pub mod password;
-pub mod permissions;
+pub(crate) mod auth;
+pub(crate) mod password;
+pub(crate) mod permissions;

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256, Sha512};
 
 /// A hashing algorithm, named as RabbitMQ names its module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum HashingAlgorithm {
+pub(crate) enum HashingAlgorithm {
     #[default]
     Sha256,
     Sha512,
@@ -23,7 +23,7 @@ pub enum HashingAlgorithm {
 
 impl HashingAlgorithm {
     /// Parses RabbitMQ's module name; `None` for an unknown algorithm.
-    pub fn parse(name: &str) -> Option<Self> {
+    pub(crate) fn parse(name: &str) -> Option<Self> {
         match name {
             "rabbit_password_hashing_sha256" => Some(Self::Sha256),
             "rabbit_password_hashing_sha512" => Some(Self::Sha512),
@@ -32,7 +32,7 @@ impl HashingAlgorithm {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Sha256 => "rabbit_password_hashing_sha256",
             Self::Sha512 => "rabbit_password_hashing_sha512",
@@ -75,14 +75,14 @@ impl HashingAlgorithm {
 const SALT_LEN: usize = 4;
 
 /// Hashes `password` with a fresh random salt; returns the base64 text.
-pub fn hash_password(algorithm: HashingAlgorithm, password: &str) -> String {
+pub(crate) fn hash_password(algorithm: HashingAlgorithm, password: &str) -> String {
     let mut salt = [0u8; SALT_LEN];
     rand::rng().fill_bytes(&mut salt);
     hash_with_salt(algorithm, &salt, password)
 }
 
 /// Hashes `password` with the given salt; returns the base64 text.
-pub fn hash_with_salt(algorithm: HashingAlgorithm, salt: &[u8], password: &str) -> String {
+pub(crate) fn hash_with_salt(algorithm: HashingAlgorithm, salt: &[u8], password: &str) -> String {
     let mut bytes = salt.to_vec();
     bytes.extend_from_slice(&algorithm.digest(salt, password.as_bytes()));
     STANDARD.encode(bytes)
@@ -90,7 +90,7 @@ pub fn hash_with_salt(algorithm: HashingAlgorithm, salt: &[u8], password: &str) 
 
 /// Whether `hash` (base64) is well formed for `algorithm`. An empty hash is
 /// valid: it is a user who cannot log in with a password, as in RabbitMQ.
-pub fn is_valid_hash(algorithm: HashingAlgorithm, hash: &str) -> bool {
+pub(crate) fn is_valid_hash(algorithm: HashingAlgorithm, hash: &str) -> bool {
     if hash.is_empty() {
         return true;
     }
@@ -101,7 +101,7 @@ pub fn is_valid_hash(algorithm: HashingAlgorithm, hash: &str) -> bool {
 }
 
 /// Checks `password` against a stored hash. An empty or malformed hash never matches.
-pub fn verify(algorithm: HashingAlgorithm, hash: &str, password: &str) -> bool {
+pub(crate) fn verify(algorithm: HashingAlgorithm, hash: &str, password: &str) -> bool {
     let Ok(bytes) = STANDARD.decode(hash) else {
         return false;
     };

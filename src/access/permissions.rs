@@ -27,14 +27,14 @@ use crate::protocol::field::value_as_str;
 
 /// One compiled expression and the text it came from.
 #[derive(Clone, Debug)]
-pub struct Pattern {
+pub(crate) struct Pattern {
     source: String,
     regex: Option<Regex>,
 }
 
 impl Pattern {
     /// Compiles `source` as RabbitMQ would use it; the error is the regex crate's text.
-    pub fn new(source: &str) -> Result<Self, String> {
+    pub(crate) fn new(source: &str) -> Result<Self, String> {
         Self::expanded(source, source)
     }
 
@@ -57,11 +57,11 @@ impl Pattern {
         })
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.source
     }
 
-    pub fn is_match(&self, name: &str) -> bool {
+    pub(crate) fn is_match(&self, name: &str) -> bool {
         match &self.regex {
             None => true,
             Some(re) => re.is_match(name),
@@ -78,13 +78,13 @@ impl PartialEq for Pattern {
 /// The longest regex (permission, topic permission, policy pattern) accepted:
 /// checked before the regex engine parses anything, so a hostile 1 MB pattern
 /// costs nothing.
-pub const MAX_REGEX_LEN: usize = 16 * 1024;
+pub(crate) const MAX_REGEX_LEN: usize = 16 * 1024;
 /// The most memory a compiled regex (and its lazy DFA cache) may take.
-pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+pub(crate) const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// Compiles an administrator's regex within [`MAX_REGEX_LEN`] and
 /// [`REGEX_SIZE_LIMIT`]; the error says which limit or what syntax failed.
-pub fn compile_regex(source: &str) -> Result<Regex, String> {
+pub(crate) fn compile_regex(source: &str) -> Result<Regex, String> {
     if source.len() > MAX_REGEX_LEN {
         return Err(format!(
             "the regex is {} bytes long; at most {MAX_REGEX_LEN} are accepted",
@@ -99,7 +99,7 @@ pub fn compile_regex(source: &str) -> Result<Regex, String> {
 }
 
 /// A regex as error texts show it: whole, or its first 64 characters.
-pub fn regex_excerpt(source: &str) -> String {
+pub(crate) fn regex_excerpt(source: &str) -> String {
     match source.char_indices().nth(64) {
         None => source.to_string(),
         Some((at, _)) => format!("{}...", &source[..at]),
@@ -107,20 +107,20 @@ pub fn regex_excerpt(source: &str) -> String {
 }
 
 /// Checks a regex the way set_permissions would, for validation.
-pub fn check_regex(source: &str) -> Result<(), String> {
+pub(crate) fn check_regex(source: &str) -> Result<(), String> {
     Pattern::new(source).map(|_| ())
 }
 
 /// configure / write / read for one user in one vhost.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Permission {
-    pub configure: Pattern,
-    pub write: Pattern,
-    pub read: Pattern,
+pub(crate) struct Permission {
+    pub(crate) configure: Pattern,
+    pub(crate) write: Pattern,
+    pub(crate) read: Pattern,
 }
 
 impl Permission {
-    pub fn new(configure: &str, write: &str, read: &str) -> Result<Self, String> {
+    pub(crate) fn new(configure: &str, write: &str, read: &str) -> Result<Self, String> {
         Ok(Self {
             configure: Pattern::new(configure)?,
             write: Pattern::new(write)?,
@@ -129,7 +129,7 @@ impl Permission {
     }
 
     /// Full access (`.*` everywhere), what the default user gets.
-    pub fn all() -> Self {
+    pub(crate) fn all() -> Self {
         Self {
             configure: Pattern::expanded(".*", ".*").unwrap_or_else(|_| unreachable!()),
             write: Pattern::expanded(".*", ".*").unwrap_or_else(|_| unreachable!()),
@@ -140,14 +140,14 @@ impl Permission {
 
 /// Topic permission on one topic exchange.
 #[derive(Clone, Debug, PartialEq)]
-pub struct TopicPermission {
-    pub write: Pattern,
-    pub read: Pattern,
+pub(crate) struct TopicPermission {
+    pub(crate) write: Pattern,
+    pub(crate) read: Pattern,
 }
 
 impl TopicPermission {
     /// Compiles the expressions with `{username}` and `{vhost}` expanded.
-    pub fn new(user: &str, vhost: &str, write: &str, read: &str) -> Result<Self, String> {
+    pub(crate) fn new(user: &str, vhost: &str, write: &str, read: &str) -> Result<Self, String> {
         let expand = |s: &str| s.replace("{username}", user).replace("{vhost}", vhost);
         Ok(Self {
             write: Pattern::expanded(write, &expand(write))?,
@@ -158,15 +158,15 @@ impl TopicPermission {
 
 /// What one user may do in one vhost.
 #[derive(Clone, Debug, Default)]
-pub struct Access {
-    pub permission: Option<Permission>,
+pub(crate) struct Access {
+    pub(crate) permission: Option<Permission>,
     /// By exchange name.
-    pub topic: HashMap<String, TopicPermission>,
+    pub(crate) topic: HashMap<String, TopicPermission>,
 }
 
 /// Kinds of access, as RabbitMQ names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Perm {
+pub(crate) enum Perm {
     Configure,
     Write,
     Read,
@@ -174,13 +174,13 @@ pub enum Perm {
 
 /// The kind of resource a check is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Resource {
+pub(crate) enum Resource {
     Exchange,
     Queue,
 }
 
 /// A connection's view of its (user, vhost) access; updated in place.
-pub struct AccessSlot {
+pub(crate) struct AccessSlot {
     access: ArcSwap<Access>,
 }
 
@@ -191,26 +191,26 @@ impl AccessSlot {
         }
     }
 
-    pub fn load(&self) -> arc_swap::Guard<Arc<Access>> {
+    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<Access>> {
         self.access.load()
     }
 
     /// Whether the user may open a connection to the vhost at all.
-    pub fn can_connect(&self) -> bool {
+    pub(crate) fn can_connect(&self) -> bool {
         self.access.load().permission.is_some()
     }
 }
 
 /// The permission checks of one connection: who, where, and the live slot.
 #[derive(Clone)]
-pub struct Checker {
-    pub user: Arc<str>,
-    pub vhost: Arc<str>,
+pub(crate) struct Checker {
+    pub(crate) user: Arc<str>,
+    pub(crate) vhost: Arc<str>,
     slot: Arc<AccessSlot>,
 }
 
 impl Checker {
-    pub fn new(user: &str, vhost: &str, slot: Arc<AccessSlot>) -> Self {
+    pub(crate) fn new(user: &str, vhost: &str, slot: Arc<AccessSlot>) -> Self {
         Self {
             user: Arc::from(user),
             vhost: Arc::from(vhost),
@@ -219,7 +219,7 @@ impl Checker {
     }
 
     /// Checks `perm` on a resource; the default exchange is `amq.default`.
-    pub fn check(&self, perm: Perm, kind: Resource, name: &str) -> Result<(), AmqpError> {
+    pub(crate) fn check(&self, perm: Perm, kind: Resource, name: &str) -> Result<(), AmqpError> {
         let name = match (kind, name) {
             (Resource::Exchange, "") => "amq.default",
             _ => name,
@@ -248,7 +248,12 @@ impl Checker {
 
     /// Checks a routing key (write) or binding key (read) against the topic
     /// permission of a topic exchange; no topic permission means allowed.
-    pub fn check_topic(&self, perm: Perm, exchange: &str, key: &str) -> Result<(), AmqpError> {
+    pub(crate) fn check_topic(
+        &self,
+        perm: Perm,
+        exchange: &str,
+        key: &str,
+    ) -> Result<(), AmqpError> {
         let access = self.slot.load();
         let Some(topic) = access.topic.get(exchange) else {
             return Ok(());
@@ -269,7 +274,7 @@ impl Checker {
 
 /// What the checks need to know of a vhost's objects (the engine's vhost
 /// answers): access decides, it does not look anything up itself.
-pub trait VhostObjects {
+pub(crate) trait VhostObjects {
     fn has_exchange(&self, name: &str) -> bool;
     fn has_queue(&self, name: &str) -> bool;
     /// The kind of an exchange and whether it is internal.
@@ -284,7 +289,7 @@ impl Checker {
     /// exchange.declare (not passive): configure on the exchange, even if it
     /// exists; for a new one with an alternate exchange also read on it and
     /// write on the alternate exchange.
-    pub fn exchange_declare(
+    pub(crate) fn exchange_declare(
         &self,
         vhost: &dyn VhostObjects,
         name: &str,
@@ -312,7 +317,7 @@ impl Checker {
     /// queue.declare (not passive): configure on the queue (a server-named
     /// queue by its generated name); for a new one with a dead-letter exchange
     /// also read on the queue and write on the dead-letter exchange.
-    pub fn queue_declare(
+    pub(crate) fn queue_declare(
         &self,
         vhost: &dyn VhostObjects,
         name: &str,
@@ -334,7 +339,7 @@ impl Checker {
     }
 
     /// exchange.delete: configure, even when the exchange is missing.
-    pub fn exchange_delete(&self, name: &str) -> Result<(), AmqpError> {
+    pub(crate) fn exchange_delete(&self, name: &str) -> Result<(), AmqpError> {
         if name.is_empty() || name.starts_with("amq.") {
             return Ok(());
         }
@@ -344,7 +349,7 @@ impl Checker {
     /// queue.bind/unbind and exchange.bind/unbind: write on the destination,
     /// read on the source, and the topic read permission against the binding
     /// key when the source is a topic exchange.
-    pub fn bind(
+    pub(crate) fn bind(
         &self,
         vhost: &dyn VhostObjects,
         source: &str,
@@ -370,7 +375,7 @@ impl Checker {
 
     /// basic.publish: write on the exchange (the default one is `amq.default`),
     /// then the topic write permission against the routing key.
-    pub fn publish(
+    pub(crate) fn publish(
         &self,
         vhost: &dyn VhostObjects,
         exchange: &str,
@@ -392,13 +397,13 @@ impl Checker {
 
 /// Every (user, vhost) access of the broker.
 #[derive(Default)]
-pub struct Permissions {
+pub(crate) struct Permissions {
     slots: RwLock<HashMap<(String, String), Arc<AccessSlot>>>,
 }
 
 impl Permissions {
     /// The slot for (user, vhost), created empty if needed.
-    pub fn slot(&self, user: &str, vhost: &str) -> Arc<AccessSlot> {
+    pub(crate) fn slot(&self, user: &str, vhost: &str) -> Arc<AccessSlot> {
         let key = (user.to_string(), vhost.to_string());
         if let Some(slot) = self.slots.read().get(&key) {
             return slot.clone();
@@ -417,28 +422,34 @@ impl Permissions {
         slot.access.store(Arc::new(access));
     }
 
-    pub fn set(&self, user: &str, vhost: &str, permission: Permission) {
+    pub(crate) fn set(&self, user: &str, vhost: &str, permission: Permission) {
         self.modify(user, vhost, |a| a.permission = Some(permission));
     }
 
-    pub fn clear(&self, user: &str, vhost: &str) {
+    pub(crate) fn clear(&self, user: &str, vhost: &str) {
         self.modify(user, vhost, |a| a.permission = None);
     }
 
-    pub fn set_topic(&self, user: &str, vhost: &str, exchange: &str, topic: TopicPermission) {
+    pub(crate) fn set_topic(
+        &self,
+        user: &str,
+        vhost: &str,
+        exchange: &str,
+        topic: TopicPermission,
+    ) {
         self.modify(user, vhost, |a| {
             a.topic.insert(exchange.to_string(), topic);
         });
     }
 
-    pub fn clear_topic(&self, user: &str, vhost: &str, exchange: &str) {
+    pub(crate) fn clear_topic(&self, user: &str, vhost: &str, exchange: &str) {
         self.modify(user, vhost, |a| {
             a.topic.remove(exchange);
         });
     }
 
     /// Forgets everything about a user (deleted) or a vhost (deleted).
-    pub fn remove_where(&self, mut doomed: impl FnMut(&str, &str) -> bool) {
+    pub(crate) fn remove_where(&self, mut doomed: impl FnMut(&str, &str) -> bool) {
         let slots = self.slots.read();
         for ((user, vhost), slot) in slots.iter() {
             if doomed(user, vhost) {
@@ -448,7 +459,7 @@ impl Permissions {
     }
 
     /// Every (user, vhost, access) with something set, sorted by vhost then user.
-    pub fn list(&self) -> Vec<(String, String, Arc<Access>)> {
+    pub(crate) fn list(&self) -> Vec<(String, String, Arc<Access>)> {
         let mut out: Vec<_> = self
             .slots
             .read()
@@ -460,7 +471,7 @@ impl Permissions {
         out
     }
 
-    pub fn get(&self, user: &str, vhost: &str) -> Arc<Access> {
+    pub(crate) fn get(&self, user: &str, vhost: &str) -> Arc<Access> {
         self.slot(user, vhost).access.load_full()
     }
 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::admin::definitions::{self, plan::Plan, Format};
 
 #[derive(Subcommand, Debug, Clone)]
-pub enum Command {
+pub(crate) enum Command {
     /// Export, plan and apply definitions through a running broker's HTTP API.
     Definitions {
         #[command(flatten)]
@@ -25,7 +25,7 @@ pub enum Command {
 }
 
 #[derive(Args, Debug, Clone)]
-pub struct ApiArgs {
+pub(crate) struct ApiArgs {
     /// The broker's HTTP API.
     #[arg(
         long,
@@ -33,10 +33,10 @@ pub struct ApiArgs {
         default_value = "http://127.0.0.1:15672",
         global = true
     )]
-    pub url: String,
+    pub(crate) url: String,
     /// User (with the administrator tag).
     #[arg(long, env = "WARREN_USER", default_value = "guest", global = true)]
-    pub user: String,
+    pub(crate) user: String,
     #[arg(
         long,
         env = "WARREN_PASSWORD",
@@ -44,11 +44,11 @@ pub struct ApiArgs {
         global = true,
         hide_env_values = true
     )]
-    pub password: String,
+    pub(crate) password: String,
 }
 
 #[derive(Subcommand, Debug, Clone)]
-pub enum DefinitionsAction {
+pub(crate) enum DefinitionsAction {
     /// Write the broker's definitions (RabbitMQ's format) to FILE or stdout;
     /// YAML when FILE ends in .yaml/.yml.
     Export {
@@ -92,7 +92,7 @@ enum CliError {
 }
 
 /// Runs a subcommand; the exit code follows the module docs.
-pub async fn run(command: Command) -> ExitCode {
+pub(crate) async fn run(command: Command) -> ExitCode {
     let Command::Definitions { api, action } = command;
     match run_definitions(&api, action).await {
         Ok(code) => code,

@@ -1,5 +1,5 @@
 //! Administration: RabbitMQ's definitions format, the HTTP API and the CLI.
 
-pub mod cli;
-pub mod definitions;
-pub mod http;
+pub(crate) mod cli;
+pub(crate) mod definitions;
+pub(crate) mod http;

@@ -10,7 +10,7 @@ use amq_protocol::types::{AMQPValue, FieldTable};
 use crate::protocol::error::{in_vhost, AmqpError};
 
 /// Queue arguments RabbitMQ checks for equivalence on redeclare.
-pub const QUEUE_COMPARED: &[&str] = &[
+pub(crate) const QUEUE_COMPARED: &[&str] = &[
     "x-expires",
     "x-message-ttl",
     "x-dead-letter-exchange",
@@ -27,9 +27,9 @@ pub const QUEUE_COMPARED: &[&str] = &[
 ];
 
 /// Exchange arguments RabbitMQ checks for equivalence on redeclare.
-pub const EXCHANGE_COMPARED: &[&str] = &["alternate-exchange"];
+pub(crate) const EXCHANGE_COMPARED: &[&str] = &["alternate-exchange"];
 
-pub use warren_routing::value::{display_value, rabbit_type_name as type_name};
+pub(crate) use warren_routing::value::{display_value, rabbit_type_name as type_name};
 
 /// Values equal for equivalence: same value and type class (strings of either
 /// kind alike, integers of any width alike, as RabbitMQ's type_class does).
@@ -47,7 +47,7 @@ fn same(a: &AMQPValue, b: &AMQPValue) -> bool {
 }
 
 /// Compares the arguments RabbitMQ compares; the error names the first that differs.
-pub fn check_equivalent(
+pub(crate) fn check_equivalent(
     kind: &str,
     name: &str,
     vhost: &str,
@@ -96,7 +96,7 @@ use crate::protocol::content::check_expiry;
 
 /// Checks queue.declare arguments as RabbitMQ does; the error text ends with
 /// RabbitMQ's Erlang term for the problem (`{value_negative,-1}`).
-pub fn validate_queue_arguments(
+pub(crate) fn validate_queue_arguments(
     name: &str,
     vhost: &str,
     args: &FieldTable,
@@ -184,7 +184,7 @@ fn non_negative(v: i64) -> Result<i64, String> {
 }
 
 /// A property mismatch on redeclare (durable, auto_delete, type, internal).
-pub fn inequivalent_property(
+pub(crate) fn inequivalent_property(
     kind: &str,
     name: &str,
     vhost: &str,

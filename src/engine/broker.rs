@@ -32,12 +32,12 @@ use crate::store::{Store, StoreError};
 
 /// How a broker starts.
 #[derive(Clone, Debug)]
-pub struct BrokerOptions {
+pub(crate) struct BrokerOptions {
     /// Create the vhost `/` (in a fresh store) and the user guest/guest with
     /// full access to it (RabbitMQ skips this when definitions are loaded at boot).
-    pub seed_defaults: bool,
+    pub(crate) seed_defaults: bool,
     /// guest may connect from anywhere, not only from loopback.
-    pub guest_remote: bool,
+    pub(crate) guest_remote: bool,
 }
 
 impl Default for BrokerOptions {
@@ -51,15 +51,15 @@ impl Default for BrokerOptions {
 
 /// What the definitions format says about a vhost beyond its name.
 #[derive(Clone, Debug, PartialEq)]
-pub struct VhostInfo {
+pub(crate) struct VhostInfo {
     /// `{"description": ..., "tags": [...]}` and whatever else was given.
-    pub metadata: Map<String, Value>,
+    pub(crate) metadata: Map<String, Value>,
     /// RabbitMQ exports vhost limits here (usually `[]`).
-    pub limits: Value,
+    pub(crate) limits: Value,
 }
 
 impl VhostInfo {
-    pub fn new(description: &str) -> Self {
+    pub(crate) fn new(description: &str) -> Self {
         let metadata = json!({"description": description, "tags": []});
         Self {
             metadata: metadata.as_object().cloned().unwrap_or_default(),
@@ -70,19 +70,19 @@ impl VhostInfo {
 
 /// Live counts for the overview.
 #[derive(Default)]
-pub struct Stats {
-    pub connections: AtomicI64,
-    pub channels: AtomicI64,
+pub(crate) struct Stats {
+    pub(crate) connections: AtomicI64,
+    pub(crate) channels: AtomicI64,
 }
 
-pub struct Broker {
+pub(crate) struct Broker {
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     vhost_info: RwLock<HashMap<String, VhostInfo>>,
-    pub users: Users,
-    pub permissions: Permissions,
-    pub parameters: Parameters,
-    pub options: BrokerOptions,
-    pub stats: Stats,
+    pub(crate) users: Users,
+    pub(crate) permissions: Permissions,
+    pub(crate) parameters: Parameters,
+    pub(crate) options: BrokerOptions,
+    pub(crate) stats: Stats,
     next_connection_id: AtomicU64,
     store: Store,
 }
@@ -98,7 +98,10 @@ impl Broker {
     /// Opens the data directory and recovers what it holds; a fresh directory
     /// gets the default vhost `/` and the user guest/guest, unless
     /// `options` say otherwise (definitions loaded at boot).
-    pub fn open_with(data_dir: &Path, options: BrokerOptions) -> Result<Arc<Self>, StoreError> {
+    pub(crate) fn open_with(
+        data_dir: &Path,
+        options: BrokerOptions,
+    ) -> Result<Arc<Self>, StoreError> {
         let started = Instant::now();
         let store = Store::open(data_dir)?;
         let meta = store.meta.clone();
@@ -185,12 +188,12 @@ impl Broker {
         Ok(count)
     }
 
-    pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
+    pub(crate) fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
         self.vhosts.read().get(name).cloned()
     }
 
     /// Creates a vhost (persisted) unless it exists.
-    pub fn add_vhost(&self, name: &str) -> Result<Arc<VHost>, StoreError> {
+    pub(crate) fn add_vhost(&self, name: &str) -> Result<Arc<VHost>, StoreError> {
         if let Some(vhost) = self.vhost(name) {
             return Ok(vhost);
         }
@@ -209,7 +212,11 @@ impl Broker {
     }
 
     /// Adds a vhost with its metadata (an existing vhost keeps its own).
-    pub fn add_vhost_with(&self, name: &str, info: VhostInfo) -> Result<Arc<VHost>, StoreError> {
+    pub(crate) fn add_vhost_with(
+        &self,
+        name: &str,
+        info: VhostInfo,
+    ) -> Result<Arc<VHost>, StoreError> {
         self.vhost_info
             .write()
             .entry(name.to_string())
@@ -217,11 +224,11 @@ impl Broker {
         self.add_vhost(name)
     }
 
-    pub fn vhost_info(&self, name: &str) -> Option<VhostInfo> {
+    pub(crate) fn vhost_info(&self, name: &str) -> Option<VhostInfo> {
         self.vhost_info.read().get(name).cloned()
     }
 
-    pub fn set_vhost_info(&self, name: &str, info: VhostInfo) {
+    pub(crate) fn set_vhost_info(&self, name: &str, info: VhostInfo) {
         if self.vhost(name).is_some() {
             self.vhost_info.write().insert(name.to_string(), info);
         }
@@ -229,7 +236,7 @@ impl Broker {
 
     /// Deletes a vhost with its queues (their consumers are cancelled),
     /// exchanges, policies, parameters and permissions. False if missing.
-    pub fn delete_vhost(&self, name: &str) -> Result<bool, StoreError> {
+    pub(crate) fn delete_vhost(&self, name: &str) -> Result<bool, StoreError> {
         let Some(vhost) = self.vhosts.write().remove(name) else {
             return Ok(false);
         };
@@ -254,33 +261,33 @@ impl Broker {
     }
 
     /// Every vhost name, sorted.
-    pub fn vhost_names(&self) -> Vec<String> {
+    pub(crate) fn vhost_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.vhosts.read().keys().cloned().collect();
         names.sort();
         names
     }
 
     /// Adds or replaces a user.
-    pub fn put_user(&self, user: User) {
+    pub(crate) fn put_user(&self, user: User) {
         self.users.put(user);
     }
 
     /// Deletes a user and its permissions. False if missing.
-    pub fn delete_user(&self, name: &str) -> bool {
+    pub(crate) fn delete_user(&self, name: &str) -> bool {
         let existed = self.users.delete(name);
         self.permissions.remove_where(|u, _| u == name);
         existed
     }
 
-    pub fn set_permissions(&self, user: &str, vhost: &str, permission: Permission) {
+    pub(crate) fn set_permissions(&self, user: &str, vhost: &str, permission: Permission) {
         self.permissions.set(user, vhost, permission);
     }
 
-    pub fn clear_permissions(&self, user: &str, vhost: &str) {
+    pub(crate) fn clear_permissions(&self, user: &str, vhost: &str) {
         self.permissions.clear(user, vhost);
     }
 
-    pub fn set_topic_permissions(
+    pub(crate) fn set_topic_permissions(
         &self,
         user: &str,
         vhost: &str,
@@ -290,18 +297,18 @@ impl Broker {
         self.permissions.set_topic(user, vhost, exchange, topic);
     }
 
-    pub fn clear_topic_permissions(&self, user: &str, vhost: &str, exchange: &str) {
+    pub(crate) fn clear_topic_permissions(&self, user: &str, vhost: &str, exchange: &str) {
         self.permissions.clear_topic(user, vhost, exchange);
     }
 
     /// The live access of `user` in `vhost` (what a connection checks against).
-    pub fn access(&self, user: &str, vhost: &str) -> Arc<AccessSlot> {
+    pub(crate) fn access(&self, user: &str, vhost: &str) -> Arc<AccessSlot> {
         self.permissions.slot(user, vhost)
     }
 
     /// Sets a policy in a vhost and applies it to existing objects. False if
     /// the vhost does not exist.
-    pub fn set_policy(&self, vhost: &str, policy: Policy) -> bool {
+    pub(crate) fn set_policy(&self, vhost: &str, policy: Policy) -> bool {
         let Some(v) = self.vhost(vhost) else {
             return false;
         };
@@ -310,7 +317,7 @@ impl Broker {
         true
     }
 
-    pub fn clear_policy(&self, vhost: &str, name: &str) -> bool {
+    pub(crate) fn clear_policy(&self, vhost: &str, name: &str) -> bool {
         let Some(v) = self.vhost(vhost) else {
             return false;
         };
@@ -322,7 +329,7 @@ impl Broker {
     /// Writes users (password hashes only), permissions, topic permissions,
     /// policies, parameters and vhost metadata to the store, as one document.
     /// Called after every change to them.
-    pub fn persist_access(&self) -> std::io::Result<()> {
+    pub(crate) fn persist_access(&self) -> std::io::Result<()> {
         self.store.meta.put_access(&self.access_records())
     }
 
@@ -479,12 +486,12 @@ impl Broker {
         }
     }
 
-    pub fn next_connection_id(&self) -> u64 {
+    pub(crate) fn next_connection_id(&self) -> u64 {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Flushes what is buffered for the store (ack entries) and syncs it.
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         for vhost in self.vhosts.read().values() {
             vhost.log.shutdown();
         }
@@ -493,7 +500,7 @@ impl Broker {
 
 /// A broker on a temporary data directory (removed when the guard goes), for unit tests.
 #[cfg(test)]
-pub fn test_broker(options: BrokerOptions) -> (Arc<Broker>, tempfile::TempDir) {
+pub(crate) fn test_broker(options: BrokerOptions) -> (Arc<Broker>, tempfile::TempDir) {
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
         Err(e) => panic!("cannot create a temporary directory: {e}"),

@@ -55,7 +55,7 @@ impl Drop for ActiveGuard {
 /// Publishes `letters` from `queue` (of `vhost`) to its dead-letter exchange
 /// (or settles them when it has none or the exchange is missing). Never call
 /// with a queue lock held.
-pub fn emit(vhost: &Arc<VHost>, queue: &Arc<Queue>, letters: Vec<DeadLetter>) {
+pub(crate) fn emit(vhost: &Arc<VHost>, queue: &Arc<Queue>, letters: Vec<DeadLetter>) {
     if ACTIVE.with(|a| a.get()) {
         PENDING.with(|p| {
             p.borrow_mut()
@@ -159,7 +159,7 @@ fn load_paged(queue: &Queue, letters: &mut [DeadLetter]) {
 /// Builds the dead-lettered copy of `message`, the routing keys to route it
 /// with (`rabbit_dead_letter:make_msg` in RabbitMQ 3.10) and the (queue,
 /// reason) of its deaths, most recent first.
-pub fn make_message(
+pub(crate) fn make_message(
     message: &Message,
     reason: Reason,
     queue: &str,

@@ -24,20 +24,20 @@ static ALARM: AtomicBool = AtomicBool::new(false);
 static CLEARED: LazyLock<Notify> = LazyLock::new(Notify::new);
 
 /// Sets the high watermark in bytes (0 disables the alarm).
-pub fn set_limit(bytes: usize) {
+pub(crate) fn set_limit(bytes: usize) {
     LIMIT.store(bytes, Ordering::Relaxed);
 }
 
-pub fn limit() -> usize {
+pub(crate) fn limit() -> usize {
     LIMIT.load(Ordering::Relaxed)
 }
 
-pub fn alarmed() -> bool {
+pub(crate) fn alarmed() -> bool {
     ALARM.load(Ordering::Relaxed)
 }
 
 /// Waits until the alarm is clear.
-pub async fn cleared() {
+pub(crate) async fn cleared() {
     loop {
         let notified = CLEARED.notified();
         if !alarmed() {
@@ -49,7 +49,7 @@ pub async fn cleared() {
 
 /// The high watermark for `fraction` of this machine's memory (RabbitMQ's
 /// `vm_memory_high_watermark` is 0.4 by default).
-pub fn fraction_of_total(fraction: f64) -> usize {
+pub(crate) fn fraction_of_total(fraction: f64) -> usize {
     let total = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {
@@ -65,17 +65,17 @@ pub fn fraction_of_total(fraction: f64) -> usize {
 /// One holder's share of the counter (a message, a body being received),
 /// released on drop.
 #[derive(Debug, Default)]
-pub struct MemoryCharge(usize);
+pub(crate) struct MemoryCharge(usize);
 
 impl MemoryCharge {
-    pub fn new(bytes: usize) -> Self {
+    pub(crate) fn new(bytes: usize) -> Self {
         let mut charge = Self(0);
         charge.grow(bytes);
         charge
     }
 
     /// Charges `bytes` more (a body that received another frame).
-    pub fn grow(&mut self, bytes: usize) {
+    pub(crate) fn grow(&mut self, bytes: usize) {
         self.0 += bytes;
         let now = USED.fetch_add(bytes, Ordering::Relaxed) + bytes;
         let limit = limit();

@@ -36,12 +36,12 @@ const OVERHEAD: usize = std::mem::size_of::<Message>() + 16 + 32 + 3 * 16 + 2 * 
 
 /// An immutable published message.
 #[derive(Debug)]
-pub struct Message {
-    pub exchange: ShortString,
-    pub routing_key: ShortString,
+pub(crate) struct Message {
+    pub(crate) exchange: ShortString,
+    pub(crate) routing_key: ShortString,
     /// The content header, as received or as the broker re-encoded it.
-    pub properties: Properties,
-    pub body: Bytes,
+    pub(crate) properties: Properties,
+    pub(crate) body: Bytes,
     /// This message's share of the memory alarm's counter.
     _charge: MemoryCharge,
 }
@@ -50,7 +50,7 @@ impl Message {
     /// A message whose header and body were cut out of a larger buffer (a
     /// connection's read buffer, a batch read from the log): a small one is
     /// copied out, so it does not keep that buffer alive.
-    pub fn new(
+    pub(crate) fn new(
         exchange: ShortString,
         routing_key: ShortString,
         mut properties: Properties,
@@ -70,7 +70,7 @@ impl Message {
 
     /// A message made of parts that hold no one else's bytes (a header the
     /// broker encoded, the body of another message).
-    pub fn from_parts(
+    pub(crate) fn from_parts(
         exchange: ShortString,
         routing_key: ShortString,
         properties: Properties,
@@ -88,25 +88,25 @@ impl Message {
     }
 
     /// The headers table, decoded (None without one).
-    pub fn headers(&self) -> Option<FieldTable> {
+    pub(crate) fn headers(&self) -> Option<FieldTable> {
         self.properties.headers()
     }
 
     /// One top-level header, decoded alone.
-    pub fn header(&self, key: &str) -> Option<AMQPValue> {
+    pub(crate) fn header(&self, key: &str) -> Option<AMQPValue> {
         self.properties.header(key)
     }
 
     /// The key the deduplication plugin identifies this message by: its
     /// `x-deduplication-header` header's value (strings of either kind and
     /// integers of any width compare by value).
-    pub fn dedup_key(&self) -> Option<String> {
+    pub(crate) fn dedup_key(&self) -> Option<String> {
         self.header(DEDUP_HEADER).as_ref().map(dedup_key_of)
     }
 
     /// The headers as routing reads them: decoded at most once, and only if a
     /// headers exchange or a selector asks.
-    pub fn lazy_headers(&self) -> LazyHeaders<'_> {
+    pub(crate) fn lazy_headers(&self) -> LazyHeaders<'_> {
         LazyHeaders {
             message: self,
             table: OnceCell::new(),
@@ -115,7 +115,7 @@ impl Message {
 
     /// What routing reads of this message (binding selectors included),
     /// borrowed: building it allocates nothing.
-    pub fn routable<'a>(&'a self, headers: &'a LazyHeaders<'a>) -> RoutableMessage<'a> {
+    pub(crate) fn routable<'a>(&'a self, headers: &'a LazyHeaders<'a>) -> RoutableMessage<'a> {
         let p = self.properties.view();
         RoutableMessage {
             routing_key: self.routing_key.as_str(),
@@ -144,18 +144,18 @@ impl Message {
     }
 
     /// Whether the publisher asked for persistence (delivery-mode 2).
-    pub fn is_persistent(&self) -> bool {
+    pub(crate) fn is_persistent(&self) -> bool {
         self.properties.delivery_mode() == Some(2)
     }
 
     /// The content-header payload, as it is sent.
-#[cfg(test)]
-    pub fn header_bytes(&self) -> Bytes {
+    #[cfg(test)]
+    pub(crate) fn header_bytes(&self) -> Bytes {
         self.properties.raw().clone()
     }
 
     /// Writes this message to `log` once, for the durable queues `queues`.
-    pub fn store_in(&self, log: &MessageLog, queues: Vec<u32>) -> std::io::Result<Location> {
+    pub(crate) fn store_in(&self, log: &MessageLog, queues: Vec<u32>) -> std::io::Result<Location> {
         log.append(
             queues,
             self.exchange.as_str(),
@@ -167,7 +167,7 @@ impl Message {
 
     /// Rebuilds a message read back from the store (None if its header does
     /// not read back, which the record's checksum makes unlikely).
-    pub fn from_stored(stored: StoredMessage) -> Option<Self> {
+    pub(crate) fn from_stored(stored: StoredMessage) -> Option<Self> {
         let header = ContentHeader::parse(stored.raw_header).ok()?;
         Some(Self::new(
             ShortString::try_new(stored.exchange).ok()?,
@@ -178,14 +178,14 @@ impl Message {
     }
 
     /// Appends the content header and body frames of this message on `channel`.
-    pub fn encode_content(&self, out: &mut Vec<u8>, channel: u16, frame_max: u32) {
+    pub(crate) fn encode_content(&self, out: &mut Vec<u8>, channel: u16, frame_max: u32) {
         frame::push_raw_header(out, channel, self.properties.raw());
         frame::push_body(out, channel, &self.body, frame_max);
     }
 }
 
 /// A message's headers, decoded the first time routing asks for them.
-pub struct LazyHeaders<'m> {
+pub(crate) struct LazyHeaders<'m> {
     message: &'m Message,
     table: OnceCell<Option<FieldTable>>,
 }
@@ -197,7 +197,7 @@ impl HeaderSource for LazyHeaders<'_> {
 }
 
 /// The header whose value identifies a message for deduplication.
-pub const DEDUP_HEADER: &str = "x-deduplication-header";
+pub(crate) const DEDUP_HEADER: &str = "x-deduplication-header";
 
 fn dedup_key_of(value: &AMQPValue) -> String {
     if let Some(s) = value_as_str(value) {

@@ -26,14 +26,14 @@ use serde_json::{Map, Value};
 
 /// What a policy applies to (RabbitMQ 3.10's `apply-to`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ApplyTo {
+pub(crate) enum ApplyTo {
     All,
     Queues,
     Exchanges,
 }
 
 impl ApplyTo {
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "all" => Some(Self::All),
             "queues" => Some(Self::Queues),
@@ -42,7 +42,7 @@ impl ApplyTo {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::All => "all",
             Self::Queues => "queues",
@@ -53,13 +53,13 @@ impl ApplyTo {
 
 /// One policy of a vhost.
 #[derive(Clone, Debug)]
-pub struct Policy {
-    pub name: String,
-    pub pattern: String,
+pub(crate) struct Policy {
+    pub(crate) name: String,
+    pub(crate) pattern: String,
     regex: Regex,
-    pub apply_to: ApplyTo,
-    pub definition: Map<String, Value>,
-    pub priority: i64,
+    pub(crate) apply_to: ApplyTo,
+    pub(crate) definition: Map<String, Value>,
+    pub(crate) priority: i64,
 }
 
 impl PartialEq for Policy {
@@ -103,7 +103,7 @@ const KNOWN_KEYS: &[(&str, bool)] = &[
 ];
 
 /// Checks a policy's pattern, apply-to and definition; the error says what is wrong.
-pub fn validate(
+pub(crate) fn validate(
     pattern: &str,
     apply_to: &str,
     definition: &Map<String, Value>,
@@ -175,7 +175,7 @@ fn validate_key(key: &str, value: &Value) -> Result<(), String> {
 }
 
 /// The keys of a definition Warren stores but does not enforce yet.
-pub fn not_enforced(definition: &Map<String, Value>) -> Vec<String> {
+pub(crate) fn not_enforced(definition: &Map<String, Value>) -> Vec<String> {
     definition
         .keys()
         .filter(|k| {
@@ -189,7 +189,7 @@ pub fn not_enforced(definition: &Map<String, Value>) -> Vec<String> {
 
 impl Policy {
     /// Builds a policy; the inputs are validated with [`validate`].
-    pub fn new(
+    pub(crate) fn new(
         name: &str,
         pattern: &str,
         apply_to: &str,
@@ -219,33 +219,33 @@ impl Policy {
 
 /// The policies of one vhost.
 #[derive(Default)]
-pub struct Policies {
+pub(crate) struct Policies {
     list: RwLock<Vec<Arc<Policy>>>,
 }
 
 impl Policies {
     /// Adds or replaces a policy (by name).
-    pub fn set(&self, policy: Policy) {
+    pub(crate) fn set(&self, policy: Policy) {
         let mut list = self.list.write();
         list.retain(|p| p.name != policy.name);
         list.push(Arc::new(policy));
         list.sort_by(|a, b| a.name.cmp(&b.name));
     }
 
-    pub fn clear(&self, name: &str) -> bool {
+    pub(crate) fn clear(&self, name: &str) -> bool {
         let mut list = self.list.write();
         let before = list.len();
         list.retain(|p| p.name != name);
         list.len() != before
     }
 
-    pub fn list(&self) -> Vec<Arc<Policy>> {
+    pub(crate) fn list(&self) -> Vec<Arc<Policy>> {
         self.list.read().clone()
     }
 
     /// The policy in force for an exchange (`exchange`) or a queue called `name`:
     /// the matching one with the highest priority (ties: the first by name).
-    pub fn effective(&self, exchange: bool, name: &str) -> Option<Arc<Policy>> {
+    pub(crate) fn effective(&self, exchange: bool, name: &str) -> Option<Arc<Policy>> {
         let list = self.list.read();
         let mut best: Option<&Arc<Policy>> = None;
         for p in list.iter().filter(|p| p.applies_to(exchange, name)) {
@@ -257,7 +257,7 @@ impl Policies {
     }
 
     /// The `alternate-exchange` a policy gives the exchange `name`, if any.
-    pub fn alternate_exchange(&self, name: &str) -> Option<Arc<str>> {
+    pub(crate) fn alternate_exchange(&self, name: &str) -> Option<Arc<str>> {
         self.effective(true, name)?
             .definition
             .get("alternate-exchange")?
@@ -268,22 +268,22 @@ impl Policies {
 
 /// A vhost-scoped runtime parameter (component, name, value).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Parameter {
-    pub vhost: String,
-    pub component: String,
-    pub name: String,
-    pub value: Value,
+pub(crate) struct Parameter {
+    pub(crate) vhost: String,
+    pub(crate) component: String,
+    pub(crate) name: String,
+    pub(crate) value: Value,
 }
 
 /// Runtime parameters and global parameters of the broker, stored as given.
 #[derive(Default)]
-pub struct Parameters {
+pub(crate) struct Parameters {
     vhost_scoped: RwLock<Vec<Parameter>>,
     global: RwLock<Vec<(String, Value)>>,
 }
 
 impl Parameters {
-    pub fn set(&self, p: Parameter) {
+    pub(crate) fn set(&self, p: Parameter) {
         let mut list = self.vhost_scoped.write();
         list.retain(|q| !(q.vhost == p.vhost && q.component == p.component && q.name == p.name));
         list.push(p);
@@ -292,32 +292,32 @@ impl Parameters {
         });
     }
 
-    pub fn clear(&self, vhost: &str, component: &str, name: &str) {
+    pub(crate) fn clear(&self, vhost: &str, component: &str, name: &str) {
         self.vhost_scoped
             .write()
             .retain(|q| !(q.vhost == vhost && q.component == component && q.name == name));
     }
 
-    pub fn clear_vhost(&self, vhost: &str) {
+    pub(crate) fn clear_vhost(&self, vhost: &str) {
         self.vhost_scoped.write().retain(|q| q.vhost != vhost);
     }
 
-    pub fn list(&self) -> Vec<Parameter> {
+    pub(crate) fn list(&self) -> Vec<Parameter> {
         self.vhost_scoped.read().clone()
     }
 
-    pub fn set_global(&self, name: &str, value: Value) {
+    pub(crate) fn set_global(&self, name: &str, value: Value) {
         let mut list = self.global.write();
         list.retain(|(n, _)| n != name);
         list.push((name.to_string(), value));
         list.sort_by(|a, b| a.0.cmp(&b.0));
     }
 
-    pub fn clear_global(&self, name: &str) {
+    pub(crate) fn clear_global(&self, name: &str) {
         self.global.write().retain(|(n, _)| n != name);
     }
 
-    pub fn list_global(&self) -> Vec<(String, Value)> {
+    pub(crate) fn list_global(&self) -> Vec<(String, Value)> {
         self.global.read().clone()
     }
 }

@@ -43,28 +43,28 @@ use crate::store::{Location, MessageLog};
 
 /// What happened to a message handed to [`enqueue`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// Written to the log: confirm once it is fsynced.
-    pub stored: bool,
+    pub(crate) stored: bool,
     /// The log write failed (disk full...): nothing was enqueued.
-    pub failed: bool,
+    pub(crate) failed: bool,
     /// A queue refused it (`x-overflow` reject-publish): nack the publisher.
-    pub rejected: bool,
+    pub(crate) rejected: bool,
 }
 
 /// What a publish came to.
-pub struct Published {
+pub(crate) struct Published {
     /// Whether any queue took it (false: unroutable, returned if mandatory).
-    pub routed: bool,
-    pub outcome: Outcome,
+    pub(crate) routed: bool,
+    pub(crate) outcome: Outcome,
     /// The message as queues got it (`BCC` removed), for a basic.return.
-    pub message: Arc<Message>,
+    pub(crate) message: Arc<Message>,
 }
 
 /// The routing scratch of one publisher, reused from publish to publish so
 /// that routing allocates nothing.
 #[derive(Default)]
-pub struct Router {
+pub(crate) struct Router {
     route: Route,
     targets: Vec<Arc<Queue>>,
 }
@@ -73,7 +73,7 @@ impl Router {
     /// Publishes `message` to `exchange` ("" is the default exchange) of
     /// `vhost`: the whole pipeline of this module. Errors are the publisher's
     /// (404 no exchange, 403 internal exchange).
-    pub fn publish(
+    pub(crate) fn publish(
         &mut self,
         vhost: &Arc<VHost>,
         exchange: &str,
@@ -130,7 +130,7 @@ impl Router {
     /// each queue once (exchange types, selectors, exchange-to-exchange
     /// bindings and alternate exchanges; no plugin behaviour). The list is
     /// this router's: read or filter it, then hand it to [`enqueue`].
-    pub fn collect(
+    pub(crate) fn collect(
         &mut self,
         snap: &Snapshot,
         vhost: &VHost,
@@ -182,7 +182,7 @@ impl Router {
 
 /// Publish-time checks on a named exchange: it exists (404) and is not
 /// internal (403). Transactions check when the publish arrives, not at commit.
-pub fn check_target(
+pub(crate) fn check_target(
     vhost: &VHost,
     snap: &Snapshot,
     exchange: &str,
@@ -199,7 +199,7 @@ pub fn check_target(
 
 /// Enqueues `message` on every queue of `targets` (each once), writing it to the
 /// log first when it is persistent and some of them are durable (or quorum).
-pub fn enqueue(log: &MessageLog, targets: &[Arc<Queue>], message: Arc<Message>) -> Outcome {
+pub(crate) fn enqueue(log: &MessageLog, targets: &[Arc<Queue>], message: Arc<Message>) -> Outcome {
     let mut outcome = Outcome::default();
     let persistent = message.is_persistent();
     // Quorum queues keep every message, as RabbitMQ's do (they are logged
@@ -238,7 +238,7 @@ const ROUTING_HEADERS: [&str; 2] = ["CC", "BCC"];
 
 /// Checks the `CC` and `BCC` headers as RabbitMQ does: each must be an array
 /// (its string elements are routing keys).
-pub fn check_routing_headers(properties: &Properties) -> Result<(), AmqpError> {
+pub(crate) fn check_routing_headers(properties: &Properties) -> Result<(), AmqpError> {
     if !properties.has_headers() {
         return Ok(());
     }
@@ -260,7 +260,7 @@ pub fn check_routing_headers(properties: &Properties) -> Result<(), AmqpError> {
 /// elements of its `CC` and `BCC` headers; and whether it has a `BCC` header
 /// (removed before it is stored or delivered, so a dead letter or a released
 /// delayed message has its routing key and `CC` keys only).
-pub fn routing_keys(message: &Message) -> (Vec<String>, bool) {
+pub(crate) fn routing_keys(message: &Message) -> (Vec<String>, bool) {
     let mut keys = vec![message.routing_key.to_string()];
     if !message.properties.has_headers() {
         return (keys, false);
@@ -284,7 +284,7 @@ pub fn routing_keys(message: &Message) -> (Vec<String>, bool) {
 }
 
 /// The message without its `BCC` header.
-pub fn strip_bcc(message: &Message) -> Message {
+pub(crate) fn strip_bcc(message: &Message) -> Message {
     let mut map = rebuild::headers_map(message);
     map.remove("BCC");
     let properties = rebuild::edit_properties(

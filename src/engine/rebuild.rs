@@ -15,7 +15,7 @@ use crate::protocol::content::Properties;
 
 /// A message with new properties (and possibly a new exchange and routing key);
 /// the content header is encoded once here.
-pub fn rebuild(
+pub(crate) fn rebuild(
     original: &Message,
     exchange: ShortString,
     routing_key: ShortString,
@@ -31,15 +31,15 @@ pub fn rebuild(
 
 /// What to change when copying properties.
 #[derive(Default)]
-pub struct Edit {
+pub(crate) struct Edit {
     /// Replace the headers table (Some(None) removes it).
-    pub headers: Option<Option<FieldTable>>,
-    pub drop_expiration: bool,
-    pub reply_to: Option<ShortString>,
+    pub(crate) headers: Option<Option<FieldTable>>,
+    pub(crate) drop_expiration: bool,
+    pub(crate) reply_to: Option<ShortString>,
 }
 
 /// The properties of `message` with the changes in `edit`.
-pub fn edit_properties(message: &Message, edit: Edit) -> AMQPProperties {
+pub(crate) fn edit_properties(message: &Message, edit: Edit) -> AMQPProperties {
     let headers = match edit.headers {
         Some(h) => h,
         None => message.headers(),
@@ -54,7 +54,7 @@ pub fn edit_properties(message: &Message, edit: Edit) -> AMQPProperties {
 }
 
 /// The message's headers as an editable map (empty when it has none).
-pub fn headers_map(message: &Message) -> BTreeMap<ShortString, AMQPValue> {
+pub(crate) fn headers_map(message: &Message) -> BTreeMap<ShortString, AMQPValue> {
     message
         .headers()
         .map(|h| h.inner().clone())
@@ -62,7 +62,7 @@ pub fn headers_map(message: &Message) -> BTreeMap<ShortString, AMQPValue> {
 }
 
 /// `message` with one header set to `value` (used for `x-delivery-count`).
-pub fn with_header(message: &Message, key: &str, value: AMQPValue) -> Message {
+pub(crate) fn with_header(message: &Message, key: &str, value: AMQPValue) -> Message {
     let mut map = headers_map(message);
     map.insert(ShortString::from(key), value);
     let properties = edit_properties(

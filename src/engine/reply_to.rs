@@ -19,19 +19,19 @@ use crate::engine::queue::{Queue, QueueConfig};
 use crate::engine::vhost::VHost;
 
 /// The pseudo-queue clients consume from and name in `reply_to`.
-pub const QUEUE: &str = "amq.rabbitmq.reply-to";
+pub(crate) const QUEUE: &str = "amq.rabbitmq.reply-to";
 /// The prefix of the names replies are published to.
-pub const PREFIX: &str = "amq.rabbitmq.reply-to.";
+pub(crate) const PREFIX: &str = "amq.rabbitmq.reply-to.";
 
 /// The reply consumers of a vhost, by reply name.
 #[derive(Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     queues: Mutex<HashMap<Arc<str>, Weak<Queue>>>,
 }
 
 impl Registry {
     /// Makes the private queue of a new reply consumer on `connection`.
-    pub fn create(&self, vhost: &Arc<VHost>, connection: u64) -> Arc<Queue> {
+    pub(crate) fn create(&self, vhost: &Arc<VHost>, connection: u64) -> Arc<Queue> {
         let name: Arc<str> = Arc::from(format!(
             "{PREFIX}{}",
             Alphanumeric.sample_string(&mut rand::rng(), 32)
@@ -53,19 +53,19 @@ impl Registry {
     }
 
     /// The queue behind a reply name, while its consumer is there.
-    pub fn get(&self, name: &str) -> Option<Arc<Queue>> {
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Queue>> {
         self.queues.lock().get(name)?.upgrade()
     }
 
     /// Forgets a reply consumer's queue (cancelled, channel closed) and drops
     /// what it still held.
-    pub fn remove(&self, queue: &Arc<Queue>) {
+    pub(crate) fn remove(&self, queue: &Arc<Queue>) {
         self.queues.lock().remove(queue.name());
         queue.delete();
     }
 }
 
 /// Whether `queue` is the private queue of a reply consumer.
-pub fn is_reply_queue(queue: &Queue) -> bool {
+pub(crate) fn is_reply_queue(queue: &Queue) -> bool {
     queue.name().starts_with(PREFIX)
 }

@@ -34,33 +34,33 @@ use crate::store::{MessageLog, Meta};
 
 /// Everything a publisher needs to route, as one immutable value.
 #[derive(Clone, Default)]
-pub struct Snapshot {
-    pub topology: Topology,
-    pub exchanges: HashMap<Arc<str>, Arc<Exchange>>,
-    pub queues: HashMap<Arc<str>, Arc<Queue>>,
+pub(crate) struct Snapshot {
+    pub(crate) topology: Topology,
+    pub(crate) exchanges: HashMap<Arc<str>, Arc<Exchange>>,
+    pub(crate) queues: HashMap<Arc<str>, Arc<Queue>>,
 }
 
 /// exchange.declare as the vhost sees it.
-pub struct ExchangeDeclare<'a> {
-    pub name: &'a str,
-    pub kind: &'a str,
-    pub passive: bool,
-    pub durable: bool,
-    pub auto_delete: bool,
-    pub internal: bool,
-    pub arguments: &'a FieldTable,
+pub(crate) struct ExchangeDeclare<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) kind: &'a str,
+    pub(crate) passive: bool,
+    pub(crate) durable: bool,
+    pub(crate) auto_delete: bool,
+    pub(crate) internal: bool,
+    pub(crate) arguments: &'a FieldTable,
 }
 
 /// queue.declare as the vhost sees it (the name already generated if it was empty).
-pub struct QueueDeclare<'a> {
-    pub name: &'a str,
-    pub passive: bool,
-    pub durable: bool,
-    pub exclusive: bool,
-    pub auto_delete: bool,
-    pub arguments: &'a FieldTable,
+pub(crate) struct QueueDeclare<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) passive: bool,
+    pub(crate) durable: bool,
+    pub(crate) exclusive: bool,
+    pub(crate) auto_delete: bool,
+    pub(crate) arguments: &'a FieldTable,
     /// The declaring connection.
-    pub connection: u64,
+    pub(crate) connection: u64,
 }
 
 /// The system exchanges every vhost has.
@@ -73,21 +73,21 @@ const SYSTEM_EXCHANGES: &[(&str, ExchangeKind, bool)] = &[
     ("amq.rabbitmq.trace", ExchangeKind::Topic, true),
 ];
 
-pub struct VHost {
-    pub name: Arc<str>,
+pub(crate) struct VHost {
+    pub(crate) name: Arc<str>,
     /// Itself, handed to queues (dead-lettering, x-expires).
     me: Weak<VHost>,
     /// Direct reply-to consumers.
-    pub reply_to: crate::engine::reply_to::Registry,
+    pub(crate) reply_to: crate::engine::reply_to::Registry,
     /// Messages held by delayed-message exchanges.
-    pub delayed: crate::engine::exchange::delayed::Delayed,
+    pub(crate) delayed: crate::engine::exchange::delayed::Delayed,
     state: ArcSwap<Snapshot>,
     admin: Mutex<()>,
     meta: Arc<Meta>,
     /// Persistent messages of this vhost's durable queues.
-    pub log: Arc<MessageLog>,
+    pub(crate) log: Arc<MessageLog>,
     /// Policies of this vhost (`crate::engine::policy`); they apply to existing and future objects.
-    pub policies: Policies,
+    pub(crate) policies: Policies,
 }
 
 fn persist_error(e: std::io::Error) -> AmqpError {
@@ -96,7 +96,7 @@ fn persist_error(e: std::io::Error) -> AmqpError {
 }
 
 impl VHost {
-    pub fn new(name: &str, meta: Arc<Meta>, log: Arc<MessageLog>) -> Arc<Self> {
+    pub(crate) fn new(name: &str, meta: Arc<Meta>, log: Arc<MessageLog>) -> Arc<Self> {
         let mut snap = Snapshot::default();
         for (xname, kind, internal) in SYSTEM_EXCHANGES {
             let xname: Arc<str> = Arc::from(*xname);
@@ -129,7 +129,7 @@ impl VHost {
 
     /// Rebuilds the durable definitions read from the store at start-up.
     /// Returns the durable queues by log id, for the recovered messages.
-    pub fn restore(
+    pub(crate) fn restore(
         &self,
         exchanges: &[ExchangeDef],
         queues: &[QueueDef],
@@ -199,7 +199,7 @@ impl VHost {
     }
 
     /// The current state, for routing and lookups. Cheap; takes no lock.
-    pub fn snapshot(&self) -> Guard<Arc<Snapshot>> {
+    pub(crate) fn snapshot(&self) -> Guard<Arc<Snapshot>> {
         self.state.load()
     }
 
@@ -233,7 +233,7 @@ impl VHost {
     }
 
     /// Looks up an exchange for publishing (404 when missing).
-    pub fn exchange(&self, snap: &Snapshot, name: &str) -> Result<Arc<Exchange>, AmqpError> {
+    pub(crate) fn exchange(&self, snap: &Snapshot, name: &str) -> Result<Arc<Exchange>, AmqpError> {
         snap.exchanges
             .get(name)
             .cloned()
@@ -241,7 +241,7 @@ impl VHost {
     }
 
     /// Looks up a queue as `connection` may use it (404 missing, 405 someone else's exclusive queue).
-    pub fn queue(&self, name: &str, connection: u64) -> Result<Arc<Queue>, AmqpError> {
+    pub(crate) fn queue(&self, name: &str, connection: u64) -> Result<Arc<Queue>, AmqpError> {
         let snap = self.snapshot();
         let queue = snap.queues.get(name).ok_or_else(|| self.no_queue(name))?;
         match queue.config.exclusive_owner {
@@ -250,7 +250,7 @@ impl VHost {
         }
     }
 
-    pub fn declare_exchange(&self, req: &ExchangeDeclare<'_>) -> Result<(), AmqpError> {
+    pub(crate) fn declare_exchange(&self, req: &ExchangeDeclare<'_>) -> Result<(), AmqpError> {
         if req.name.is_empty() {
             return Err(AmqpError::AccessRefused(
                 "operation not permitted on the default exchange".into(),
@@ -312,7 +312,7 @@ impl VHost {
     /// Re-applies the policies to every exchange (after a policy changed):
     /// an `alternate-exchange` argument wins over the policy's. Queues take
     /// their policy's limits, TTLs and dead-lettering too (`queue_args.rs`).
-    pub fn refresh_policies(&self) {
+    pub(crate) fn refresh_policies(&self) {
         for queue in self.snapshot().queues.values() {
             self.apply_queue_policy(queue);
         }
@@ -393,7 +393,7 @@ impl VHost {
         )
     }
 
-    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
+    pub(crate) fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
         if name.is_empty() {
             return Err(AmqpError::AccessRefused(
                 "operation not permitted on the default exchange".into(),
@@ -435,7 +435,7 @@ impl VHost {
     }
 
     /// Declares (or checks) a queue; returns it with its ready and consumer counts.
-    pub fn declare_queue(
+    pub(crate) fn declare_queue(
         &self,
         req: &QueueDeclare<'_>,
     ) -> Result<(Arc<Queue>, u32, u32), AmqpError> {
@@ -540,7 +540,7 @@ impl VHost {
     }
 
     /// Deletes a queue (missing is fine); returns its ready count.
-    pub fn delete_queue(
+    pub(crate) fn delete_queue(
         &self,
         name: &str,
         connection: u64,
@@ -557,7 +557,7 @@ impl VHost {
     }
 
     /// Removes a queue unconditionally (exclusive owner gone, auto-delete, queue.delete).
-    pub fn remove_queue(&self, queue: &Arc<Queue>) -> u32 {
+    pub(crate) fn remove_queue(&self, queue: &Arc<Queue>) -> u32 {
         let removed = self.update(|snap| {
             let Some(current) = snap.queues.get(queue.name()) else {
                 return Ok(false);
@@ -590,7 +590,7 @@ impl VHost {
         count
     }
 
-    pub fn bind(
+    pub(crate) fn bind(
         &self,
         source: &str,
         destination: Destination,
@@ -632,7 +632,7 @@ impl VHost {
         })
     }
 
-    pub fn unbind(
+    pub(crate) fn unbind(
         &self,
         source: &str,
         destination: Destination,
@@ -820,7 +820,7 @@ fn auto_delete_counts(snap: &Snapshot) -> Vec<(Arc<str>, usize)> {
 
 /// Tells a consumer's client that the server cancelled it (queue deleted), if
 /// the client announced consumer_cancel_notify.
-pub fn notify_cancel(consumer: &Arc<Consumer>) {
+pub(crate) fn notify_cancel(consumer: &Arc<Consumer>) {
     let conn = &consumer.channel.conn;
     if !conn.consumer_cancel_notify {
         return;

@@ -38,7 +38,7 @@ use crate::protocol::frame::{self, Frame};
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Serves one client until it disconnects or the broker shuts down.
-pub async fn serve(
+pub(crate) async fn serve(
     broker: Arc<Broker>,
     socket: TcpStream,
     peer: SocketAddr,

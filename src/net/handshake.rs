@@ -19,14 +19,14 @@ use crate::engine::queue::delivery::ClientLink;
 use crate::protocol::constants::CONNECTION_OPEN;
 use crate::protocol::error::{AmqpError, MethodError};
 
-pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
+pub(crate) const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
 /// The largest frame offered (and accepted before tune).
-pub const FRAME_MAX: u32 = 131_072;
-pub const FRAME_MIN: u32 = 4096;
-pub const CHANNEL_MAX: u16 = 2047;
-pub const HEARTBEAT: u16 = 60;
+pub(crate) const FRAME_MAX: u32 = 131_072;
+pub(crate) const FRAME_MIN: u32 = 4096;
+pub(crate) const CHANNEL_MAX: u16 = 2047;
+pub(crate) const HEARTBEAT: u16 = 60;
 /// How long each handshake step may take.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Connection {
     /// Protocol header, start/start-ok, tune/tune-ok, open/open-ok.

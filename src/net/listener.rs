@@ -22,7 +22,11 @@ use crate::net::connection;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Accepts AMQP connections on `listener` until `shutdown` completes.
-pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Future<Output = ()>) {
+pub(crate) async fn run(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    shutdown: impl Future<Output = ()>,
+) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -52,6 +56,6 @@ pub async fn run(listener: TcpListener, broker: Arc<Broker>, shutdown: impl Futu
 }
 
 /// Binds the AMQP listener.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }

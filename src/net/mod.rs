@@ -5,8 +5,8 @@
 //! into calls on the engine; everything sent goes through the connection's
 //! `outbox`, written by one writer task per socket.
 
-pub mod channel;
-pub mod connection;
-pub mod handshake;
-pub mod listener;
-pub mod outbox;
+pub(crate) mod channel;
+pub(crate) mod connection;
+pub(crate) mod handshake;
+pub(crate) mod listener;
+pub(crate) mod outbox;

@@ -28,12 +28,12 @@ use tokio::sync::Notify;
 use crate::engine::queue::Queue;
 
 /// Bytes waiting above which deliveries pause for this connection.
-pub const HIGH_WATER: usize = 1 << 20;
+pub(crate) const HIGH_WATER: usize = 1 << 20;
 /// Bytes owed (waiting or being written) above which the connection stops
 /// reading its client's frames until the writer is back under [`HIGH_WATER`].
 /// Above the deliveries' mark, so a consumer's acks are not held up by its
 /// own deliveries.
-pub const OWED_LIMIT: usize = 4 * HIGH_WATER;
+pub(crate) const OWED_LIMIT: usize = 4 * HIGH_WATER;
 
 #[derive(Default)]
 struct Inner {
@@ -50,7 +50,7 @@ struct Inner {
 
 /// The outgoing buffer of one connection.
 #[derive(Default)]
-pub struct Outbox {
+pub(crate) struct Outbox {
     inner: Mutex<Inner>,
     wake: Notify,
     /// Signalled after each write, for a reader waiting in [`Outbox::drained`].
@@ -58,12 +58,12 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn new() -> Arc<Self> {
+    pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
 
     /// Appends frames written by `encode` and wakes the writer.
-    pub fn send(&self, encode: impl FnOnce(&mut Vec<u8>)) {
+    pub(crate) fn send(&self, encode: impl FnOnce(&mut Vec<u8>)) {
         {
             let mut inner = self.inner.lock();
             if inner.closed {
@@ -79,7 +79,7 @@ impl Outbox {
     /// Returns whether `encode` ran. A closed outbox accepts (and drops) everything,
     /// so deliveries to a dying connection end up in its channel's unacked list
     /// and are requeued when the connection is cleaned up.
-    pub fn try_send(&self, queue: &Arc<Queue>, encode: impl FnOnce(&mut Vec<u8>)) -> bool {
+    pub(crate) fn try_send(&self, queue: &Arc<Queue>, encode: impl FnOnce(&mut Vec<u8>)) -> bool {
         {
             let mut inner = self.inner.lock();
             if inner.closed {
@@ -104,28 +104,28 @@ impl Outbox {
     }
 
     /// Asks the writer to close the socket once the frames sent so far are written.
-    pub fn close_when_flushed(&self) {
+    pub(crate) fn close_when_flushed(&self) {
         self.inner.lock().close_when_flushed = true;
         self.wake.notify_one();
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.inner.lock().closed
     }
 
     /// Bytes owed to the client: waiting, plus being written.
-    pub fn owed(&self) -> usize {
+    pub(crate) fn owed(&self) -> usize {
         let inner = self.inner.lock();
         inner.buf.len() + inner.in_flight
     }
 
     /// Whether the connection must stop reading until [`Outbox::drained`].
-    pub fn over_limit(&self) -> bool {
+    pub(crate) fn over_limit(&self) -> bool {
         self.owed() > OWED_LIMIT
     }
 
     /// Completes once less than [`HIGH_WATER`] is owed (or the socket is gone).
-    pub async fn drained(&self) {
+    pub(crate) async fn drained(&self) {
         loop {
             let written = self.written.notified();
             if self.owed() < HIGH_WATER {
@@ -136,7 +136,7 @@ impl Outbox {
     }
 
     /// Completes once the socket is gone (a write failed, or the connection ended).
-    pub async fn closed(&self) {
+    pub(crate) async fn closed(&self) {
         loop {
             let written = self.written.notified();
             if self.is_closed() {
@@ -160,7 +160,7 @@ impl Outbox {
 }
 
 /// Writes the outbox to the socket until the connection closes.
-pub async fn run_writer(outbox: Arc<Outbox>, mut socket: OwnedWriteHalf) {
+pub(crate) async fn run_writer(outbox: Arc<Outbox>, mut socket: OwnedWriteHalf) {
     let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
     loop {
         let (closing, woken) = {

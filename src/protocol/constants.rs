@@ -2,31 +2,31 @@
 //! and the methods a client may send.
 
 /// A method's (class id, method id).
-pub type MethodId = (u16, u16);
+pub(crate) type MethodId = (u16, u16);
 
-pub const CONNECTION: u16 = 10;
-pub const CHANNEL: u16 = 20;
-pub const ACCESS: u16 = 30;
-pub const EXCHANGE: u16 = 40;
-pub const QUEUE: u16 = 50;
-pub const BASIC: u16 = 60;
-pub const CONFIRM: u16 = 85;
-pub const TX: u16 = 90;
+pub(crate) const CONNECTION: u16 = 10;
+pub(crate) const CHANNEL: u16 = 20;
+pub(crate) const ACCESS: u16 = 30;
+pub(crate) const EXCHANGE: u16 = 40;
+pub(crate) const QUEUE: u16 = 50;
+pub(crate) const BASIC: u16 = 60;
+pub(crate) const CONFIRM: u16 = 85;
+pub(crate) const TX: u16 = 90;
 
-pub const CONNECTION_START_OK: MethodId = (CONNECTION, 11);
-pub const CONNECTION_OPEN: MethodId = (CONNECTION, 40);
-pub const CHANNEL_OPEN: MethodId = (CHANNEL, 10);
-pub const EXCHANGE_DECLARE: MethodId = (EXCHANGE, 10);
-pub const EXCHANGE_BIND: MethodId = (EXCHANGE, 30);
-pub const EXCHANGE_UNBIND: MethodId = (EXCHANGE, 40);
-pub const QUEUE_DECLARE: MethodId = (QUEUE, 10);
-pub const QUEUE_BIND: MethodId = (QUEUE, 20);
-pub const QUEUE_UNBIND: MethodId = (QUEUE, 50);
-pub const BASIC_CONSUME: MethodId = (BASIC, 20);
-pub const BASIC_PUBLISH: MethodId = (BASIC, 40);
+pub(crate) const CONNECTION_START_OK: MethodId = (CONNECTION, 11);
+pub(crate) const CONNECTION_OPEN: MethodId = (CONNECTION, 40);
+pub(crate) const CHANNEL_OPEN: MethodId = (CHANNEL, 10);
+pub(crate) const EXCHANGE_DECLARE: MethodId = (EXCHANGE, 10);
+pub(crate) const EXCHANGE_BIND: MethodId = (EXCHANGE, 30);
+pub(crate) const EXCHANGE_UNBIND: MethodId = (EXCHANGE, 40);
+pub(crate) const QUEUE_DECLARE: MethodId = (QUEUE, 10);
+pub(crate) const QUEUE_BIND: MethodId = (QUEUE, 20);
+pub(crate) const QUEUE_UNBIND: MethodId = (QUEUE, 50);
+pub(crate) const BASIC_CONSUME: MethodId = (BASIC, 20);
+pub(crate) const BASIC_PUBLISH: MethodId = (BASIC, 40);
 
 /// Whether a client may send this method (AMQP 0-9-1 plus RabbitMQ's extensions).
-pub fn is_client_method((class_id, method_id): MethodId) -> bool {
+pub(crate) fn is_client_method((class_id, method_id): MethodId) -> bool {
     matches!(
         (class_id, method_id),
         (CONNECTION, 11 | 21 | 31 | 40 | 50 | 51 | 60 | 61 | 70 | 71)
@@ -42,7 +42,7 @@ pub fn is_client_method((class_id, method_id): MethodId) -> bool {
 
 /// RabbitMQ-style method names, for error texts (`basic.publish`,
 /// `queue.declare`; a method without a name here shows its number).
-pub fn method_name(id: MethodId) -> String {
+pub(crate) fn method_name(id: MethodId) -> String {
     let class = match id.0 {
         CONNECTION => "connection",
         CHANNEL => "channel",

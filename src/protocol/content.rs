@@ -22,7 +22,7 @@ use bytes::Bytes;
 use super::field::{self, FieldError};
 
 /// The class of content headers (basic).
-pub const BASIC_CLASS: u16 = 60;
+pub(crate) const BASIC_CLASS: u16 = 60;
 /// Bytes before the property flags: class, weight, body size.
 const PREFIX: usize = 12;
 
@@ -44,7 +44,7 @@ const CLUSTER_ID: u16 = 1 << 2;
 
 /// Why a content header could not be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ContentError {
+pub(crate) enum ContentError {
     /// Too short, a length past the end, a string that is not UTF-8.
     Malformed,
     /// The headers table is malformed or nested too deep.
@@ -63,7 +63,7 @@ impl std::fmt::Display for ContentError {
 /// A content header as received (or as the broker re-encoded it), with the
 /// properties read on every message noted.
 #[derive(Clone, Debug)]
-pub struct Properties {
+pub(crate) struct Properties {
     /// The content-header payload: class, weight, body size, flags, properties.
     raw: Bytes,
     flags: u16,
@@ -77,28 +77,28 @@ pub struct Properties {
 
 /// The content header of a publish: its class, body size and properties.
 #[derive(Clone, Debug)]
-pub struct ContentHeader {
-    pub class_id: u16,
-    pub body_size: u64,
-    pub properties: Properties,
+pub(crate) struct ContentHeader {
+    pub(crate) class_id: u16,
+    pub(crate) body_size: u64,
+    pub(crate) properties: Properties,
 }
 
 /// Every property, borrowed from the raw header ([`Properties::view`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PropertyView<'a> {
-    pub content_type: Option<&'a str>,
-    pub content_encoding: Option<&'a str>,
-    pub delivery_mode: Option<u8>,
-    pub priority: Option<u8>,
-    pub correlation_id: Option<&'a str>,
-    pub reply_to: Option<&'a str>,
-    pub expiration: Option<&'a str>,
-    pub message_id: Option<&'a str>,
-    pub timestamp: Option<u64>,
-    pub kind: Option<&'a str>,
-    pub user_id: Option<&'a str>,
-    pub app_id: Option<&'a str>,
-    pub cluster_id: Option<&'a str>,
+pub(crate) struct PropertyView<'a> {
+    pub(crate) content_type: Option<&'a str>,
+    pub(crate) content_encoding: Option<&'a str>,
+    pub(crate) delivery_mode: Option<u8>,
+    pub(crate) priority: Option<u8>,
+    pub(crate) correlation_id: Option<&'a str>,
+    pub(crate) reply_to: Option<&'a str>,
+    pub(crate) expiration: Option<&'a str>,
+    pub(crate) message_id: Option<&'a str>,
+    pub(crate) timestamp: Option<u64>,
+    pub(crate) kind: Option<&'a str>,
+    pub(crate) user_id: Option<&'a str>,
+    pub(crate) app_id: Option<&'a str>,
+    pub(crate) cluster_id: Option<&'a str>,
 }
 
 /// A cursor over the properties of a raw header.
@@ -157,7 +157,7 @@ impl ContentHeader {
     /// without building the properties): every string UTF-8, the headers
     /// table well formed and not nested too deep. Bytes after the last
     /// property are ignored, as amq-protocol ignores them.
-    pub fn parse(raw: Bytes) -> Result<Self, ContentError> {
+    pub(crate) fn parse(raw: Bytes) -> Result<Self, ContentError> {
         if raw.len() < PREFIX + 2 {
             return Err(ContentError::Malformed);
         }
@@ -212,7 +212,7 @@ impl ContentHeader {
 impl Properties {
     /// A content header for a body of `body_size` bytes with these properties,
     /// encoded once (for messages the broker changed).
-    pub fn encode(body_size: u64, p: &AMQPProperties) -> Self {
+    pub(crate) fn encode(body_size: u64, p: &AMQPProperties) -> Self {
         let mut raw = Vec::with_capacity(64);
         let (flags, headers, expiration) = encode_into(&mut raw, body_size, p);
         Self {
@@ -227,7 +227,7 @@ impl Properties {
 
     /// The same properties over another copy of the same bytes (a message
     /// moving out of the read buffer into an allocation of its own).
-    pub fn rebased(self, raw: Bytes) -> Self {
+    pub(crate) fn rebased(self, raw: Bytes) -> Self {
         if raw[..] != self.raw[..] {
             return self;
         }
@@ -235,50 +235,50 @@ impl Properties {
     }
 
     /// The content-header payload, to send as it is.
-    pub fn raw(&self) -> &Bytes {
+    pub(crate) fn raw(&self) -> &Bytes {
         &self.raw
     }
 
-    pub fn delivery_mode(&self) -> Option<u8> {
+    pub(crate) fn delivery_mode(&self) -> Option<u8> {
         self.delivery_mode
     }
 
-    pub fn priority(&self) -> Option<u8> {
+    pub(crate) fn priority(&self) -> Option<u8> {
         self.priority
     }
 
     /// The `expiration` property (a TTL in milliseconds, as text).
-    pub fn expiration(&self) -> Option<&str> {
+    pub(crate) fn expiration(&self) -> Option<&str> {
         let (from, to) = self.expiration?;
         std::str::from_utf8(self.raw.get(from as usize..to as usize)?).ok()
     }
 
     /// The headers table as sent (length prefix included), if there is one.
-    pub fn headers_raw(&self) -> Option<&[u8]> {
+    pub(crate) fn headers_raw(&self) -> Option<&[u8]> {
         let (from, to) = self.headers?;
         self.raw.get(from as usize..to as usize)
     }
 
     /// Whether the message has a headers table (possibly empty).
-    pub fn has_headers(&self) -> bool {
+    pub(crate) fn has_headers(&self) -> bool {
         self.headers.is_some()
     }
 
     /// The headers table, decoded (a new table each call: callers that read
     /// several fields keep it).
-    pub fn headers(&self) -> Option<FieldTable> {
+    pub(crate) fn headers(&self) -> Option<FieldTable> {
         field::decode_table(self.headers_raw()?)
             .ok()
             .map(|(table, _)| table)
     }
 
     /// One top-level header, decoded alone.
-    pub fn header(&self, key: &str) -> Option<AMQPValue> {
+    pub(crate) fn header(&self, key: &str) -> Option<AMQPValue> {
         field::table_get(self.headers_raw()?, key)
     }
 
     /// Every property but the headers, borrowed.
-    pub fn view(&self) -> PropertyView<'_> {
+    pub(crate) fn view(&self) -> PropertyView<'_> {
         let mut v = PropertyView {
             delivery_mode: self.delivery_mode,
             priority: self.priority,
@@ -329,15 +329,15 @@ impl Properties {
 
     /// Every property, headers included, as amq-protocol's struct (for the
     /// broker's edits: dead-lettering, delivery counts, direct reply-to).
-#[cfg(test)]
-    pub fn decode(&self) -> AMQPProperties {
+    #[cfg(test)]
+    pub(crate) fn decode(&self) -> AMQPProperties {
         self.decode_edited(self.headers(), true)
     }
 
     /// Every property, with `headers` in place of the message's own (an
     /// edit that replaces them need not decode them), and the expiration
     /// only if `keep_expiration`.
-    pub fn decode_edited(
+    pub(crate) fn decode_edited(
         &self,
         headers: Option<FieldTable>,
         keep_expiration: bool,
@@ -398,7 +398,7 @@ impl Properties {
 /// content header without checking or decoding the headers table (skipped
 /// by its length), so recovery costs the same whatever the headers hold.
 /// Anything unreadable reads as absent.
-pub fn scan_priority_and_expiration(raw: &[u8]) -> (u8, Option<u64>) {
+pub(crate) fn scan_priority_and_expiration(raw: &[u8]) -> (u8, Option<u64>) {
     let Some(flags) = raw.get(PREFIX..PREFIX + 2) else {
         return (0, None);
     };
@@ -437,10 +437,10 @@ pub fn scan_priority_and_expiration(raw: &[u8]) -> (u8, Option<u64>) {
 }
 
 /// The longest TTL RabbitMQ accepts (its timer limit), in milliseconds.
-pub const MAX_EXPIRY: i64 = 4_294_967_295;
+pub(crate) const MAX_EXPIRY: i64 = 4_294_967_295;
 
 /// RabbitMQ's check_expiry: a TTL is 0..=MAX_EXPIRY milliseconds.
-pub fn check_expiry(v: i64) -> Result<i64, String> {
+pub(crate) fn check_expiry(v: i64) -> Result<i64, String> {
     if v < 0 {
         Err(format!("{{value_negative,{v}}}"))
     } else if v > MAX_EXPIRY {
@@ -453,7 +453,7 @@ pub fn check_expiry(v: i64) -> Result<i64, String> {
 /// Parses a message's `expiration` property (milliseconds as decimal text) as
 /// RabbitMQ does; the error is the reason printed in
 /// `invalid expiration '...': <reason>`.
-pub fn parse_expiration(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_expiration(text: &str) -> Result<u64, String> {
     let digits_end = text
         .char_indices()
         .find(|(i, c)| !(c.is_ascii_digit() || (*i == 0 && (*c == '-' || *c == '+'))))
@@ -472,7 +472,7 @@ pub fn parse_expiration(text: &str) -> Result<u64, String> {
 /// property flags, properties) exactly as amq-protocol does, directly and
 /// without recursion (the headers table goes through [`field::encode_table`]).
 #[cfg(test)]
-pub fn encode_header(body_size: u64, p: &AMQPProperties) -> Vec<u8> {
+pub(crate) fn encode_header(body_size: u64, p: &AMQPProperties) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     encode_into(&mut out, body_size, p);
     out

@@ -10,7 +10,7 @@ use thiserror::Error;
 
 /// A protocol-level refusal, with the text to send.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
-pub enum AmqpError {
+pub(crate) enum AmqpError {
     #[error("CONNECTION_FORCED - {0}")]
     ConnectionForced(String),
     #[error("ACCESS_REFUSED - {0}")]
@@ -41,7 +41,7 @@ pub enum AmqpError {
 
 impl AmqpError {
     /// The AMQP reply code.
-    pub fn code(&self) -> u16 {
+    pub(crate) fn code(&self) -> u16 {
         match self {
             AmqpError::ConnectionForced(_) => 320,
             AmqpError::AccessRefused(_) => 403,
@@ -60,7 +60,7 @@ impl AmqpError {
     }
 
     /// Whether this error closes the whole connection rather than one channel.
-    pub fn closes_connection(&self) -> bool {
+    pub(crate) fn closes_connection(&self) -> bool {
         !matches!(
             self,
             AmqpError::AccessRefused(_)
@@ -71,7 +71,7 @@ impl AmqpError {
     }
 
     /// The reply text, truncated to fit an AMQP short string.
-    pub fn reply_text(&self) -> String {
+    pub(crate) fn reply_text(&self) -> String {
         let mut text = self.to_string();
         if text.len() > 255 {
             let mut end = 255;
@@ -87,14 +87,14 @@ impl AmqpError {
 /// An error together with the method that caused it (sent in connection.close /
 /// channel.close so clients can tell which call failed).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MethodError {
-    pub error: AmqpError,
-    pub class_id: u16,
-    pub method_id: u16,
+pub(crate) struct MethodError {
+    pub(crate) error: AmqpError,
+    pub(crate) class_id: u16,
+    pub(crate) method_id: u16,
 }
 
 impl MethodError {
-    pub fn new(error: AmqpError, class_id: u16, method_id: u16) -> Self {
+    pub(crate) fn new(error: AmqpError, class_id: u16, method_id: u16) -> Self {
         Self {
             error,
             class_id,
@@ -105,7 +105,7 @@ impl MethodError {
 
 impl MethodError {
     /// The error, caused by method `id`.
-    pub fn on(error: AmqpError, id: crate::protocol::constants::MethodId) -> Self {
+    pub(crate) fn on(error: AmqpError, id: crate::protocol::constants::MethodId) -> Self {
         Self::new(error, id.0, id.1)
     }
 }
@@ -117,7 +117,7 @@ impl From<AmqpError> for MethodError {
 }
 
 /// Shorthand for the many "thing 'x' in vhost 'v'" texts.
-pub fn in_vhost(kind: &str, name: &str, vhost: &str) -> String {
+pub(crate) fn in_vhost(kind: &str, name: &str, vhost: &str) -> String {
     format!("{kind} '{name}' in vhost '{vhost}'")
 }
 

@@ -25,11 +25,11 @@ use amq_protocol::types::{
 /// How many tables and arrays may enclose each other, the outermost table
 /// included. RabbitMQ accepts 1,000 levels; deeper input is refused before it
 /// is decoded.
-pub const MAX_NESTING: usize = 1024;
+pub(crate) const MAX_NESTING: usize = 1024;
 
 /// Why a field table could not be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FieldError {
+pub(crate) enum FieldError {
     /// A length runs past the end of the data.
     Truncated,
     /// A value type code that AMQP 0-9-1 (as RabbitMQ reads it) does not define.
@@ -62,13 +62,13 @@ impl std::fmt::Display for FieldError {
 
 /// What [`check_table`] learnt about a well-formed table.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TableShape {
+pub(crate) struct TableShape {
     /// Bytes the table occupies, its 4-byte length included.
-    pub len: usize,
+    pub(crate) len: usize,
     /// The deepest nesting, the table itself counting as 1.
-    pub depth: usize,
+    pub(crate) depth: usize,
     /// Fields and array elements at every level.
-    pub values: usize,
+    pub(crate) values: usize,
 }
 
 /// Bytes taken by a value of type `kind` whose payload starts at `data[0]`,
@@ -110,7 +110,7 @@ fn short_str(data: &[u8], at: usize) -> Result<(&str, usize), FieldError> {
 /// then its fields) in one pass, without allocating: every length in bounds,
 /// every type known, every key UTF-8, nothing nested deeper than
 /// [`MAX_NESTING`]. Bytes after the table are not looked at.
-pub fn check_table(data: &[u8]) -> Result<TableShape, FieldError> {
+pub(crate) fn check_table(data: &[u8]) -> Result<TableShape, FieldError> {
     let len = read_u32(data, 0)? as usize;
     let end = 4usize.checked_add(len).ok_or(FieldError::Truncated)?;
     if end > data.len() {
@@ -181,7 +181,7 @@ impl Building {
 /// Decodes the table at the start of `data`; returns it and the bytes it took.
 /// Iterative: the depth of the input costs heap, never stack, and past
 /// [`MAX_NESTING`] it is refused.
-pub fn decode_table(data: &[u8]) -> Result<(FieldTable, usize), FieldError> {
+pub(crate) fn decode_table(data: &[u8]) -> Result<(FieldTable, usize), FieldError> {
     match decode_container(data, true)? {
         (AMQPValue::FieldTable(table), used) => Ok((table, used)),
         _ => Err(FieldError::Truncated),
@@ -317,7 +317,7 @@ fn scalar(kind: u8, data: &[u8]) -> Result<(AMQPValue, usize), FieldError> {
 /// only), decoded alone: finding `CC` in a message's headers does not decode
 /// the rest. `data` must have passed [`check_table`]; anything malformed reads
 /// as absent.
-pub fn table_get(data: &[u8], key: &str) -> Option<AMQPValue> {
+pub(crate) fn table_get(data: &[u8], key: &str) -> Option<AMQPValue> {
     let end = 4 + read_u32(data, 0).ok()? as usize;
     let window = data.get(..end)?;
     let mut at = 4;
@@ -352,14 +352,14 @@ enum Writing<'a> {
 /// Appends `table` (4-byte length, then fields), iteratively. Short-string
 /// values, which AMQP 0-9-1 as RabbitMQ speaks it cannot carry in a table,
 /// are written as long strings.
-pub fn encode_table(out: &mut Vec<u8>, table: &FieldTable) {
+pub(crate) fn encode_table(out: &mut Vec<u8>, table: &FieldTable) {
     let open = vec![Writing::Table(table.inner().iter(), out.len())];
     out.extend_from_slice(&[0; 4]);
     encode_open(out, open);
 }
 
 /// Appends one value (its type code, then its encoding), iteratively.
-pub fn encode_value(out: &mut Vec<u8>, value: &AMQPValue) {
+pub(crate) fn encode_value(out: &mut Vec<u8>, value: &AMQPValue) {
     match value {
         AMQPValue::FieldTable(t) => {
             out.push(b'F');
@@ -469,14 +469,14 @@ fn encode_scalar(out: &mut Vec<u8>, value: &AMQPValue) {
 }
 
 /// `table` encoded on its own (length prefix included).
-pub fn encoded_table(table: &FieldTable) -> Vec<u8> {
+pub(crate) fn encoded_table(table: &FieldTable) -> Vec<u8> {
     let mut out = Vec::new();
     encode_table(&mut out, table);
     out
 }
 
 /// A header value as a string, whichever string type the client used.
-pub fn value_as_str(value: &AMQPValue) -> Option<&str> {
+pub(crate) fn value_as_str(value: &AMQPValue) -> Option<&str> {
     match value {
         AMQPValue::ShortString(s) => Some(s.as_str()),
         AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
@@ -485,7 +485,7 @@ pub fn value_as_str(value: &AMQPValue) -> Option<&str> {
 }
 
 /// A header or argument value as an integer, whichever integer type the client used.
-pub fn value_as_i64(value: &AMQPValue) -> Option<i64> {
+pub(crate) fn value_as_i64(value: &AMQPValue) -> Option<i64> {
     match *value {
         AMQPValue::Timestamp(v) => i64::try_from(v).ok(),
         _ => warren_routing::value::as_integer(value),
@@ -497,7 +497,7 @@ mod tests {
     use super::*;
 
     /// A table whose field "x" nests `levels` containers, innermost empty.
-    pub fn nested(levels: usize, arrays: bool) -> Vec<u8> {
+    pub(crate) fn nested(levels: usize, arrays: bool) -> Vec<u8> {
         let mut value = vec![if arrays { b'A' } else { b'F' }, 0, 0, 0, 0];
         for _ in 1..levels {
             let mut outer = Vec::with_capacity(value.len() + 7);

@@ -19,17 +19,17 @@ use crate::protocol::error::AmqpError;
 use crate::protocol::field::FieldError;
 use crate::protocol::method::{self, MethodDecodeError};
 
-pub const FRAME_METHOD: u8 = 1;
-pub const FRAME_HEADER: u8 = 2;
-pub const FRAME_BODY: u8 = 3;
-pub const FRAME_HEARTBEAT: u8 = 8;
-pub const FRAME_END: u8 = 0xCE;
+pub(crate) const FRAME_METHOD: u8 = 1;
+pub(crate) const FRAME_HEADER: u8 = 2;
+pub(crate) const FRAME_BODY: u8 = 3;
+pub(crate) const FRAME_HEARTBEAT: u8 = 8;
+pub(crate) const FRAME_END: u8 = 0xCE;
 /// Bytes of framing around a payload: type, channel, size, frame-end.
-pub const FRAME_OVERHEAD: usize = 8;
+pub(crate) const FRAME_OVERHEAD: usize = 8;
 
 /// One frame read from a client.
 #[derive(Debug)]
-pub enum Frame {
+pub(crate) enum Frame {
     Method {
         channel: u16,
         class_id: u16,
@@ -82,7 +82,7 @@ fn payload_snippet(payload: &[u8]) -> String {
 /// Cuts the next complete frame off `buf`. `Ok(None)` means more bytes are needed.
 ///
 /// `frame_max` is the negotiated maximum frame size (payload plus 8 bytes of framing).
-pub fn parse(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, AmqpError> {
+pub(crate) fn parse(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, AmqpError> {
     if buf.len() < 7 {
         return Ok(None);
     }
@@ -205,24 +205,24 @@ fn push_frame(out: &mut Vec<u8>, frame: &AMQPFrame) {
 }
 
 /// Appends a method frame.
-pub fn push_method(out: &mut Vec<u8>, channel: u16, method: AMQPClass) {
+pub(crate) fn push_method(out: &mut Vec<u8>, channel: u16, method: AMQPClass) {
     push_frame(out, &AMQPFrame::Method(channel, method));
 }
 
 /// Appends a content header whose payload was received from a publisher.
-pub fn push_raw_header(out: &mut Vec<u8>, channel: u16, raw: &[u8]) {
+pub(crate) fn push_raw_header(out: &mut Vec<u8>, channel: u16, raw: &[u8]) {
     push_raw(out, FRAME_HEADER, channel, raw);
 }
 
 /// Appends the body as as many body frames as `frame_max` requires.
-pub fn push_body(out: &mut Vec<u8>, channel: u16, body: &[u8], frame_max: u32) {
+pub(crate) fn push_body(out: &mut Vec<u8>, channel: u16, body: &[u8], frame_max: u32) {
     let chunk = (frame_max as usize).saturating_sub(FRAME_OVERHEAD).max(1);
     for piece in body.chunks(chunk) {
         push_raw(out, FRAME_BODY, channel, piece);
     }
 }
 
-pub fn push_heartbeat(out: &mut Vec<u8>) {
+pub(crate) fn push_heartbeat(out: &mut Vec<u8>) {
     push_raw(out, FRAME_HEARTBEAT, 0, &[]);
 }
 

@@ -5,7 +5,7 @@
 //! nested table. The methods whose arguments carry a table (connection.start-ok,
 //! exchange.declare/bind/unbind, queue.declare/bind/unbind, basic.consume) are
 //! therefore read here, their tables through the iterative decoder of
-//! [`field`](super::field); every other method has no table and is left to
+//! [`field`]; every other method has no table and is left to
 //! amq-protocol.
 
 use amq_protocol::protocol::{basic, connection, exchange, queue, AMQPClass};
@@ -15,7 +15,7 @@ use super::field::{self, FieldError};
 
 /// Why a method payload could not be decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MethodDecodeError {
+pub(crate) enum MethodDecodeError {
     /// The arguments do not follow the method's layout.
     Malformed,
     /// A field table in the arguments is nested too deep (or otherwise broken).
@@ -74,7 +74,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes a whole method payload (class id, method id, arguments).
-pub fn decode(payload: &[u8]) -> Result<AMQPClass, MethodDecodeError> {
+pub(crate) fn decode(payload: &[u8]) -> Result<AMQPClass, MethodDecodeError> {
     if payload.len() < 4 {
         return Err(MethodDecodeError::Malformed);
     }

@@ -3,9 +3,9 @@
 //! ([`method`]). Everything here is pure: bytes in, values out, no I/O and
 //! nothing of the broker's state.
 
-pub mod constants;
-pub mod content;
-pub mod error;
-pub mod field;
-pub mod frame;
-pub mod method;
+pub(crate) mod constants;
+pub(crate) mod content;
+pub(crate) mod error;
+pub(crate) mod field;
+pub(crate) mod frame;
+pub(crate) mod method;

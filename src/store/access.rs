@@ -11,37 +11,37 @@ use serde_json::{Map, Value};
 
 /// Everything about access and policies, as stored.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct AccessRecords {
+pub(crate) struct AccessRecords {
     #[serde(default)]
-    pub users: Vec<UserRecord>,
+    pub(crate) users: Vec<UserRecord>,
     #[serde(default)]
-    pub vhosts: Vec<VhostRecord>,
+    pub(crate) vhosts: Vec<VhostRecord>,
     #[serde(default)]
-    pub permissions: Vec<PermissionRecord>,
+    pub(crate) permissions: Vec<PermissionRecord>,
     #[serde(default)]
-    pub topic_permissions: Vec<TopicPermissionRecord>,
+    pub(crate) topic_permissions: Vec<TopicPermissionRecord>,
     #[serde(default)]
-    pub parameters: Vec<ParameterRecord>,
+    pub(crate) parameters: Vec<ParameterRecord>,
     #[serde(default)]
-    pub global_parameters: Vec<GlobalParameterRecord>,
+    pub(crate) global_parameters: Vec<GlobalParameterRecord>,
     #[serde(default)]
-    pub policies: Vec<PolicyRecord>,
+    pub(crate) policies: Vec<PolicyRecord>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct UserRecord {
-    pub name: String,
+pub(crate) struct UserRecord {
+    pub(crate) name: String,
     #[serde(default)]
-    pub password_hash: String,
+    pub(crate) password_hash: String,
     #[serde(default)]
-    pub hashing_algorithm: String,
+    pub(crate) hashing_algorithm: String,
     #[serde(default, deserialize_with = "tags")]
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     #[serde(default)]
-    pub limits: Option<Map<String, Value>>,
+    pub(crate) limits: Option<Map<String, Value>>,
     /// Only when it differs from the default (guest: loopback only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loopback_only: Option<bool>,
+    pub(crate) loopback_only: Option<bool>,
 }
 
 /// Tags as a list, or RabbitMQ's older comma-separated string.
@@ -65,59 +65,59 @@ fn tags<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct VhostRecord {
-    pub name: String,
+pub(crate) struct VhostRecord {
+    pub(crate) name: String,
     #[serde(default)]
-    pub limits: Option<Value>,
+    pub(crate) limits: Option<Value>,
     #[serde(default)]
-    pub metadata: Option<Map<String, Value>>,
+    pub(crate) metadata: Option<Map<String, Value>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PermissionRecord {
-    pub user: String,
-    pub vhost: String,
-    pub configure: String,
-    pub write: String,
-    pub read: String,
+pub(crate) struct PermissionRecord {
+    pub(crate) user: String,
+    pub(crate) vhost: String,
+    pub(crate) configure: String,
+    pub(crate) write: String,
+    pub(crate) read: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TopicPermissionRecord {
-    pub user: String,
-    pub vhost: String,
-    pub exchange: String,
-    pub write: String,
-    pub read: String,
+pub(crate) struct TopicPermissionRecord {
+    pub(crate) user: String,
+    pub(crate) vhost: String,
+    pub(crate) exchange: String,
+    pub(crate) write: String,
+    pub(crate) read: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ParameterRecord {
+pub(crate) struct ParameterRecord {
     #[serde(default)]
-    pub value: Value,
-    pub vhost: String,
-    pub component: String,
-    pub name: String,
+    pub(crate) value: Value,
+    pub(crate) vhost: String,
+    pub(crate) component: String,
+    pub(crate) name: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct GlobalParameterRecord {
-    pub name: String,
+pub(crate) struct GlobalParameterRecord {
+    pub(crate) name: String,
     #[serde(default)]
-    pub value: Value,
+    pub(crate) value: Value,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PolicyRecord {
-    pub vhost: String,
-    pub name: String,
-    pub pattern: String,
+pub(crate) struct PolicyRecord {
+    pub(crate) vhost: String,
+    pub(crate) name: String,
+    pub(crate) pattern: String,
     #[serde(rename = "apply-to")]
-    pub apply_to: String,
+    pub(crate) apply_to: String,
     #[serde(default)]
-    pub definition: Map<String, Value>,
+    pub(crate) definition: Map<String, Value>,
     #[serde(default)]
-    pub priority: i64,
+    pub(crate) priority: i64,
 }
 
 #[cfg(test)]

@@ -35,32 +35,32 @@ use tracing::{error, info, warn};
 use super::record::{self, Read, StoredMessage, RECORD_HEADER};
 
 /// Segments rotate once they pass this size (a larger record gets one alone).
-pub const SEGMENT_SIZE: u64 = 8 * 1024 * 1024;
+pub(crate) const SEGMENT_SIZE: u64 = 8 * 1024 * 1024;
 /// How often buffered ack and delivery entries are written.
-pub const ACK_FLUSH: Duration = Duration::from_millis(10);
+pub(crate) const ACK_FLUSH: Duration = Duration::from_millis(10);
 
 /// Where a stored message is: segment, offset and length of its record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Location {
-    pub segment: u32,
-    pub offset: u32,
-    pub len: u32,
+pub(crate) struct Location {
+    pub(crate) segment: u32,
+    pub(crate) offset: u32,
+    pub(crate) len: u32,
 }
 
 /// One message found by recovery, for one queue.
 #[derive(Debug)]
-pub struct Recovered {
-    pub queue: u32,
-    pub location: Location,
+pub(crate) struct Recovered {
+    pub(crate) queue: u32,
+    pub(crate) location: Location,
     /// It had been delivered before the restart (so it comes back redelivered).
-    pub delivered: bool,
-    pub body_len: u32,
+    pub(crate) delivered: bool,
+    pub(crate) body_len: u32,
     /// When it was stored (ms since the epoch): TTLs count from there.
-    pub timestamp: u64,
+    pub(crate) timestamp: u64,
     /// Its priority property (0 when absent).
-    pub priority: u8,
+    pub(crate) priority: u8,
     /// Its expiration property, in milliseconds.
-    pub expiration: Option<u64>,
+    pub(crate) expiration: Option<u64>,
 }
 
 struct Segment {
@@ -84,7 +84,7 @@ struct Writer {
 /// Who is told that what it wrote is on disk (a client connection: the
 /// network layer implements it). The store calls up through this trait and
 /// knows nothing of connections.
-pub trait SyncListener: Send + Sync {
+pub(crate) trait SyncListener: Send + Sync {
     /// The answers of one group-commit round for this listener, in order:
     /// `(channel, Some(method))` to send, `(channel, None)` where the write
     /// failed and nothing can be said (the connection must then close).
@@ -92,12 +92,12 @@ pub trait SyncListener: Send + Sync {
 }
 
 /// Something to send once the data it depends on is on disk.
-pub struct SyncWaiter {
-    pub listener: Arc<dyn SyncListener>,
-    pub channel: u16,
-    pub on_synced: AMQPClass,
+pub(crate) struct SyncWaiter {
+    pub(crate) listener: Arc<dyn SyncListener>,
+    pub(crate) channel: u16,
+    pub(crate) on_synced: AMQPClass,
     /// Sent instead when the fsync failed (None: close the connection).
-    pub on_failure: Option<AMQPClass>,
+    pub(crate) on_failure: Option<AMQPClass>,
 }
 
 #[derive(Default)]
@@ -106,7 +106,7 @@ struct SyncState {
     stop: bool,
 }
 
-pub struct MessageLog {
+pub(crate) struct MessageLog {
     dir: PathBuf,
     writer: Mutex<Writer>,
     segments: RwLock<BTreeMap<u32, Arc<Segment>>>,
@@ -136,7 +136,10 @@ impl MessageLog {
     /// Opens (and recovers) the log in `dir`. `live` says whether a queue id
     /// still exists; references to other queues are dropped. Returns the log and
     /// every unsettled message reference, in log order.
-    pub fn open(dir: &Path, live: &dyn Fn(u32) -> bool) -> io::Result<(Arc<Self>, Vec<Recovered>)> {
+    pub(crate) fn open(
+        dir: &Path,
+        live: &dyn Fn(u32) -> bool,
+    ) -> io::Result<(Arc<Self>, Vec<Recovered>)> {
         fs::create_dir_all(dir)?;
         let mut ids: Vec<u32> = fs::read_dir(dir)?
             .filter_map(|e| e.ok())
@@ -221,7 +224,7 @@ impl MessageLog {
 
     /// Appends a message for `queues`; the write reaches the page cache before
     /// this returns (fsync is the syncer's job).
-    pub fn append(
+    pub(crate) fn append(
         &self,
         queues: Vec<u32>,
         exchange: &str,
@@ -290,7 +293,7 @@ impl MessageLog {
     }
 
     /// Reads a stored message back.
-    pub fn read(&self, at: Location) -> io::Result<StoredMessage> {
+    pub(crate) fn read(&self, at: Location) -> io::Result<StoredMessage> {
         let mut batch = self.read_batch(&[at])?;
         batch
             .pop()
@@ -299,7 +302,7 @@ impl MessageLog {
 
     /// Reads several stored messages; adjacent records of one segment are read
     /// with one `pread`.
-    pub fn read_batch(&self, locations: &[Location]) -> io::Result<Vec<StoredMessage>> {
+    pub(crate) fn read_batch(&self, locations: &[Location]) -> io::Result<Vec<StoredMessage>> {
         let mut out = Vec::with_capacity(locations.len());
         let mut i = 0;
         while i < locations.len() {
@@ -342,7 +345,7 @@ impl MessageLog {
     }
 
     /// Settles one queue's reference to a stored message (ack, drop, purge).
-    pub fn settle(&self, at: Location, queue: u32) {
+    pub(crate) fn settle(&self, at: Location, queue: u32) {
         self.acks.lock().push((at.segment, at.offset, queue << 1));
         let segment = self.segments.read().get(&at.segment).cloned();
         if let Some(segment) = segment {
@@ -353,7 +356,7 @@ impl MessageLog {
 
     /// Notes that a stored message was delivered to a consumer of `queue`, so a
     /// restart brings it back marked redelivered.
-    pub fn mark_delivered(&self, at: Location, queue: u32) {
+    pub(crate) fn mark_delivered(&self, at: Location, queue: u32) {
         self.acks
             .lock()
             .push((at.segment, at.offset, queue << 1 | 1));
@@ -371,13 +374,13 @@ impl MessageLog {
     }
 
     /// Has `waiter` sent once everything appended so far is on disk.
-    pub fn after_sync(&self, waiter: SyncWaiter) {
+    pub(crate) fn after_sync(&self, waiter: SyncWaiter) {
         self.sync.lock().waiting.push(waiter);
         self.sync_wake.notify_one();
     }
 
     /// Writes buffered ack entries, fsyncs, answers waiters, and stops the syncer.
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         self.sync.lock().stop = true;
         self.sync_wake.notify_one();
         self.flush_acks();
@@ -389,7 +392,7 @@ impl MessageLog {
 
     /// Bytes on disk in this log (segments and ack files).
     #[cfg(test)]
-    pub fn disk_usage(&self) -> u64 {
+    pub(crate) fn disk_usage(&self) -> u64 {
         fs::read_dir(&self.dir)
             .map(|d| {
                 d.filter_map(|e| e.ok())

@@ -14,38 +14,38 @@ use amq_protocol::types::FieldTable;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct ExchangeDef {
-    pub vhost: String,
-    pub name: String,
-    pub kind: String,
-    pub durable: bool,
-    pub auto_delete: bool,
-    pub internal: bool,
+pub(crate) struct ExchangeDef {
+    pub(crate) vhost: String,
+    pub(crate) name: String,
+    pub(crate) kind: String,
+    pub(crate) durable: bool,
+    pub(crate) auto_delete: bool,
+    pub(crate) internal: bool,
     #[serde(with = "wire_table")]
-    pub arguments: FieldTable,
+    pub(crate) arguments: FieldTable,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct QueueDef {
-    pub vhost: String,
-    pub name: String,
+pub(crate) struct QueueDef {
+    pub(crate) vhost: String,
+    pub(crate) name: String,
     /// The queue's id in its vhost's message log; never reused.
-    pub id: u32,
-    pub auto_delete: bool,
+    pub(crate) id: u32,
+    pub(crate) auto_delete: bool,
     #[serde(with = "wire_table")]
-    pub arguments: FieldTable,
+    pub(crate) arguments: FieldTable,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct BindingDef {
-    pub vhost: String,
-    pub source: String,
+pub(crate) struct BindingDef {
+    pub(crate) vhost: String,
+    pub(crate) source: String,
     /// "queue" or "exchange", as in RabbitMQ's definitions.
-    pub destination_type: String,
-    pub destination: String,
-    pub routing_key: String,
+    pub(crate) destination_type: String,
+    pub(crate) destination: String,
+    pub(crate) routing_key: String,
     #[serde(with = "wire_table")]
-    pub arguments: FieldTable,
+    pub(crate) arguments: FieldTable,
 }
 
 /// An argument table as base64 of its AMQP encoding.
@@ -56,7 +56,7 @@ mod wire_table {
 
     use crate::protocol::field;
 
-    pub fn serialize<S: Serializer>(table: &FieldTable, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(table: &FieldTable, s: S) -> Result<S::Ok, S::Error> {
         let encoded = field::encoded_table(table);
         s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(encoded))
     }
@@ -69,7 +69,7 @@ mod wire_table {
         Json(FieldTable),
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<FieldTable, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<FieldTable, D::Error> {
         match Stored::deserialize(d)? {
             Stored::Json(table) => Ok(table),
             Stored::Wire(text) => {
@@ -88,7 +88,7 @@ mod wire_table {
 const ACCESS_DOC: &str = "access";
 
 /// The sled database of definitions.
-pub struct Meta {
+pub(crate) struct Meta {
     db: sled::Db,
     vhosts: sled::Tree,
     exchanges: sled::Tree,
@@ -105,7 +105,7 @@ fn key(parts: &[&str]) -> Vec<u8> {
 }
 
 impl Meta {
-    pub fn open(dir: &Path) -> io::Result<Self> {
+    pub(crate) fn open(dir: &Path) -> io::Result<Self> {
         let db = sled::Config::new()
             .path(dir)
             .flush_every_ms(None)
@@ -150,14 +150,14 @@ impl Meta {
     }
 
     /// A fresh queue id (persisted, so it is never handed out twice).
-    pub fn next_queue_id(&self) -> io::Result<u32> {
+    pub(crate) fn next_queue_id(&self) -> io::Result<u32> {
         let id = self.db.generate_id().map_err(to_io)?;
         // generate_id starts at 0; ids are shifted by one so 0 never names a queue.
         u32::try_from(id + 1).map_err(|_| io::Error::other("queue ids exhausted"))
     }
 
     /// A whole document stored under `name` (the access-control definitions).
-    pub fn doc(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+    pub(crate) fn doc(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
         Ok(self
             .db
             .get(format!("doc:{name}"))
@@ -165,7 +165,7 @@ impl Meta {
             .map(|v| v.to_vec()))
     }
 
-    pub fn put_doc(&self, name: &str, value: &[u8]) -> io::Result<()> {
+    pub(crate) fn put_doc(&self, name: &str, value: &[u8]) -> io::Result<()> {
         self.db
             .insert(format!("doc:{name}"), value)
             .map_err(to_io)?;
@@ -174,7 +174,7 @@ impl Meta {
 
     /// The stored users, permissions, policies and parameters (None in a
     /// fresh store).
-    pub fn access(&self) -> io::Result<Option<super::access::AccessRecords>> {
+    pub(crate) fn access(&self) -> io::Result<Option<super::access::AccessRecords>> {
         match self.doc(ACCESS_DOC)? {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes)
@@ -184,12 +184,12 @@ impl Meta {
     }
 
     /// Replaces the stored users, permissions, policies and parameters.
-    pub fn put_access(&self, records: &super::access::AccessRecords) -> io::Result<()> {
+    pub(crate) fn put_access(&self, records: &super::access::AccessRecords) -> io::Result<()> {
         let bytes = serde_json::to_vec(records).map_err(io::Error::other)?;
         self.put_doc(ACCESS_DOC, &bytes)
     }
 
-    pub fn vhosts(&self) -> io::Result<Vec<String>> {
+    pub(crate) fn vhosts(&self) -> io::Result<Vec<String>> {
         let mut out = Vec::new();
         for item in self.vhosts.iter() {
             let (k, _) = item.map_err(to_io)?;
@@ -198,41 +198,41 @@ impl Meta {
         Ok(out)
     }
 
-    pub fn put_vhost(&self, name: &str) -> io::Result<()> {
+    pub(crate) fn put_vhost(&self, name: &str) -> io::Result<()> {
         self.vhosts.insert(name.as_bytes(), &[]).map_err(to_io)?;
         self.flush()
     }
 
-    pub fn remove_vhost(&self, name: &str) -> io::Result<()> {
+    pub(crate) fn remove_vhost(&self, name: &str) -> io::Result<()> {
         self.vhosts.remove(name.as_bytes()).map_err(to_io)?;
         self.flush()
     }
 
-    pub fn exchanges(&self) -> io::Result<Vec<ExchangeDef>> {
+    pub(crate) fn exchanges(&self) -> io::Result<Vec<ExchangeDef>> {
         self.all(&self.exchanges)
     }
 
-    pub fn put_exchange(&self, def: &ExchangeDef) -> io::Result<()> {
+    pub(crate) fn put_exchange(&self, def: &ExchangeDef) -> io::Result<()> {
         self.put(&self.exchanges, key(&[&def.vhost, &def.name]), def)
     }
 
-    pub fn remove_exchange(&self, vhost: &str, name: &str) -> io::Result<()> {
+    pub(crate) fn remove_exchange(&self, vhost: &str, name: &str) -> io::Result<()> {
         self.remove(&self.exchanges, key(&[vhost, name]))
     }
 
-    pub fn queues(&self) -> io::Result<Vec<QueueDef>> {
+    pub(crate) fn queues(&self) -> io::Result<Vec<QueueDef>> {
         self.all(&self.queues)
     }
 
-    pub fn put_queue(&self, def: &QueueDef) -> io::Result<()> {
+    pub(crate) fn put_queue(&self, def: &QueueDef) -> io::Result<()> {
         self.put(&self.queues, key(&[&def.vhost, &def.name]), def)
     }
 
-    pub fn remove_queue(&self, vhost: &str, name: &str) -> io::Result<()> {
+    pub(crate) fn remove_queue(&self, vhost: &str, name: &str) -> io::Result<()> {
         self.remove(&self.queues, key(&[vhost, name]))
     }
 
-    pub fn bindings(&self) -> io::Result<Vec<BindingDef>> {
+    pub(crate) fn bindings(&self) -> io::Result<Vec<BindingDef>> {
         self.all(&self.bindings)
     }
 
@@ -248,17 +248,17 @@ impl Meta {
         ])
     }
 
-    pub fn put_binding(&self, def: &BindingDef) -> io::Result<()> {
+    pub(crate) fn put_binding(&self, def: &BindingDef) -> io::Result<()> {
         self.put(&self.bindings, Self::binding_key(def), def)
     }
 
-    pub fn remove_binding(&self, def: &BindingDef) -> io::Result<()> {
+    pub(crate) fn remove_binding(&self, def: &BindingDef) -> io::Result<()> {
         self.remove(&self.bindings, Self::binding_key(def))
     }
 
     /// Removes every binding of `vhost` that names `name` (a deleted queue or
     /// exchange) as source or destination.
-    pub fn remove_bindings_of(
+    pub(crate) fn remove_bindings_of(
         &self,
         vhost: &str,
         destination_type: &str,

@@ -11,10 +11,10 @@
 //! vhost does) nor hold queue state (queues keep a [`log::Location`] per stored
 //! message).
 
-pub mod access;
-pub mod log;
-pub mod meta;
-pub mod record;
+pub(crate) mod access;
+pub(crate) mod log;
+pub(crate) mod meta;
+pub(crate) mod record;
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -23,11 +23,11 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-pub use log::{Location, MessageLog, Recovered, SyncListener, SyncWaiter};
-pub use meta::Meta;
+pub(crate) use log::{Location, MessageLog, Recovered, SyncListener, SyncWaiter};
+pub(crate) use meta::Meta;
 
 #[derive(Debug, Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     #[error(
         "data directory {0} is in use by another Warren process (cannot lock {0}/warren.lock)"
     )]
@@ -37,14 +37,14 @@ pub enum StoreError {
 }
 
 /// The opened data directory.
-pub struct Store {
+pub(crate) struct Store {
     dir: PathBuf,
     _lock: File,
-    pub meta: Arc<Meta>,
+    pub(crate) meta: Arc<Meta>,
 }
 
 impl Store {
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+    pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
         let io_err = |source| StoreError::Io {
             path: dir.to_path_buf(),
             source,
@@ -70,7 +70,7 @@ impl Store {
     }
 
     /// Opens (recovering) the message log of `vhost`.
-    pub fn open_log(
+    pub(crate) fn open_log(
         &self,
         vhost: &str,
         live: &dyn Fn(u32) -> bool,

@@ -15,27 +15,27 @@
 use bytes::{Buf, BufMut, Bytes};
 
 /// Bytes before the payload: length and CRC.
-pub const RECORD_HEADER: usize = 8;
+pub(crate) const RECORD_HEADER: usize = 8;
 const KIND_MESSAGE: u8 = 1;
 /// Larger than any record we write (128 MiB message plus metadata); a length
 /// above this is corruption, not a record.
-pub const MAX_RECORD: usize = 130 * 1024 * 1024;
+pub(crate) const MAX_RECORD: usize = 130 * 1024 * 1024;
 
 /// A message as stored: everything needed to deliver it again.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StoredMessage {
-    pub id: u64,
+pub(crate) struct StoredMessage {
+    pub(crate) id: u64,
     /// Milliseconds since the epoch when it was published.
-    pub timestamp: u64,
-    pub queues: Vec<u32>,
-    pub exchange: String,
-    pub routing_key: String,
-    pub raw_header: Bytes,
-    pub body: Bytes,
+    pub(crate) timestamp: u64,
+    pub(crate) queues: Vec<u32>,
+    pub(crate) exchange: String,
+    pub(crate) routing_key: String,
+    pub(crate) raw_header: Bytes,
+    pub(crate) body: Bytes,
 }
 
 /// Appends one record for `msg` to `out`.
-pub fn encode(out: &mut Vec<u8>, msg: &StoredMessage) {
+pub(crate) fn encode(out: &mut Vec<u8>, msg: &StoredMessage) {
     let start = out.len();
     out.put_u32_le(0);
     out.put_u32_le(0);
@@ -66,7 +66,7 @@ fn put_short(out: &mut Vec<u8>, s: &[u8]) {
 
 /// What reading a record at some offset found.
 #[derive(Debug, PartialEq)]
-pub enum Read {
+pub(crate) enum Read {
     /// A valid record of `len` bytes (header included).
     Record { len: usize, payload: Bytes },
     /// Not enough bytes for the record the header announces (or for a header).
@@ -77,7 +77,7 @@ pub enum Read {
 }
 
 /// Reads the record starting at `data[0]`.
-pub fn read(data: &Bytes) -> Read {
+pub(crate) fn read(data: &Bytes) -> Read {
     if data.len() < RECORD_HEADER {
         return Read::Truncated;
     }
@@ -103,7 +103,7 @@ pub fn read(data: &Bytes) -> Read {
 
 /// Decodes a record payload (whose CRC was already checked). Returns None when
 /// the structure does not add up, which a valid CRC makes a bug, not bad disk.
-pub fn decode(payload: Bytes) -> Option<StoredMessage> {
+pub(crate) fn decode(payload: Bytes) -> Option<StoredMessage> {
     let mut p = payload;
     if p.remaining() < 1 + 8 + 8 + 2 || p.get_u8() != KIND_MESSAGE {
         return None;
@@ -145,7 +145,7 @@ pub fn decode(payload: Bytes) -> Option<StoredMessage> {
 
 /// Reads only the queue ids of a record payload (recovery does not need bodies).
 #[cfg(test)]
-pub fn decode_queues(payload: &[u8]) -> Option<Vec<u32>> {
+pub(crate) fn decode_queues(payload: &[u8]) -> Option<Vec<u32>> {
     let mut p = payload;
     if p.len() < 19 || p[0] != KIND_MESSAGE {
         return None;

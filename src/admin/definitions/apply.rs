@@ -32,25 +32,25 @@ use crate::engine::vhost::{ExchangeDeclare, QueueDeclare};
 
 /// What an import did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Report {
-    pub created: Vec<String>,
-    pub updated: Vec<String>,
+pub(crate) struct Report {
+    pub(crate) created: Vec<String>,
+    pub(crate) updated: Vec<String>,
     /// Objects whose properties differ from the file's, left unchanged.
-    pub conflicts: Vec<String>,
+    pub(crate) conflicts: Vec<String>,
     /// Things stored but not enforced yet, skipped entries, dangling references.
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 impl Report {
     /// Nothing was created or changed.
     #[cfg(test)]
-    pub fn is_noop(&self) -> bool {
+    pub(crate) fn is_noop(&self) -> bool {
         self.created.is_empty() && self.updated.is_empty()
     }
 }
 
 /// Validates the file, then creates what is missing (see the module docs).
-pub fn import(broker: &Broker, desired: &Definitions) -> Result<Report, DefinitionsError> {
+pub(crate) fn import(broker: &Broker, desired: &Definitions) -> Result<Report, DefinitionsError> {
     let existing = export(broker);
     let warnings = validate(desired, &existing)?;
     let mut report = Report {
@@ -70,7 +70,7 @@ fn persist(broker: &Broker) -> Result<(), DefinitionsError> {
 }
 
 /// Makes the broker match the file; returns the plan that was carried out.
-pub fn apply(
+pub(crate) fn apply(
     broker: &Broker,
     desired: &Definitions,
     prune: bool,
@@ -96,7 +96,7 @@ pub fn apply(
 
 /// What a file may refer to without defining it: everything the broker has,
 /// or with prune (what the file does not mention goes) only the defaults.
-pub fn validation_context(existing: &Definitions, prune: bool) -> Definitions {
+pub(crate) fn validation_context(existing: &Definitions, prune: bool) -> Definitions {
     if !prune {
         return existing.clone();
     }
@@ -118,7 +118,10 @@ pub fn validation_context(existing: &Definitions, prune: bool) -> Definitions {
 }
 
 /// Reads a definitions file at boot and imports it, logging what it did.
-pub fn load_at_boot(broker: &Broker, path: &std::path::Path) -> Result<Report, DefinitionsError> {
+pub(crate) fn load_at_boot(
+    broker: &Broker,
+    path: &std::path::Path,
+) -> Result<Report, DefinitionsError> {
     let defs = super::load_file(path)?;
     let report = import(broker, &defs)?;
     for w in &report.warnings {

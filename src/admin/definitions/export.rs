@@ -12,7 +12,7 @@ use super::RABBIT_VERSION;
 use crate::engine::broker::Broker;
 
 /// Everything, as `GET /api/definitions` and `rabbitmqctl export_definitions` give it.
-pub fn export(broker: &Broker) -> Definitions {
+pub(crate) fn export(broker: &Broker) -> Definitions {
     let mut d = Definitions {
         rabbit_version: Some(RABBIT_VERSION.into()),
         rabbitmq_version: Some(RABBIT_VERSION.into()),
@@ -85,7 +85,7 @@ pub fn export(broker: &Broker) -> Definitions {
 }
 
 /// Policies, queues, exchanges and bindings of one vhost.
-pub fn export_vhost_objects(broker: &Broker, vhost_name: &str) -> Definitions {
+pub(crate) fn export_vhost_objects(broker: &Broker, vhost_name: &str) -> Definitions {
     let mut d = Definitions::default();
     let Some(vhost) = broker.vhost(vhost_name) else {
         return d;
@@ -169,7 +169,7 @@ pub fn export_vhost_objects(broker: &Broker, vhost_name: &str) -> Definitions {
 
 /// One vhost, as `GET /api/definitions/{vhost}` gives it: no users, vhosts or
 /// permissions, and no `vhost` key in the entries.
-pub fn export_vhost(broker: &Broker, vhost: &str) -> Option<Value> {
+pub(crate) fn export_vhost(broker: &Broker, vhost: &str) -> Option<Value> {
     broker.vhost(vhost)?;
     let d = export_vhost_objects(broker, vhost);
     let strip = |items: Value| -> Value {

@@ -9,28 +9,28 @@
 //! * [`export`]: the broker's state in RabbitMQ's format.
 //! * [`plan`]: the difference between the broker and a file, as a diff.
 
-pub mod apply;
-pub mod export;
-pub mod model;
-pub mod plan;
-pub mod validate;
+pub(crate) mod apply;
+pub(crate) mod export;
+pub(crate) mod model;
+pub(crate) mod plan;
+pub(crate) mod validate;
 
 use std::fmt;
 use std::path::Path;
 
 use thiserror::Error;
 
-pub use model::Definitions;
+pub(crate) use model::Definitions;
 
 /// The version of RabbitMQ whose definitions format Warren writes.
-pub const RABBIT_VERSION: &str = "3.10.8";
+pub(crate) const RABBIT_VERSION: &str = "3.10.8";
 
 /// One problem in a definitions file: which entry, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// `queues[3]`, `permissions[0]`, ...
-    pub entry: String,
-    pub problem: String,
+    pub(crate) entry: String,
+    pub(crate) problem: String,
 }
 
 impl fmt::Display for Problem {
@@ -40,7 +40,7 @@ impl fmt::Display for Problem {
 }
 
 #[derive(Debug, Error)]
-pub enum DefinitionsError {
+pub(crate) enum DefinitionsError {
     #[error("cannot read {path}: {source}")]
     Read {
         path: String,
@@ -60,14 +60,14 @@ pub enum DefinitionsError {
 
 /// The two spellings of the format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     Json,
     Yaml,
 }
 
 impl Format {
     /// YAML for `.yaml` / `.yml`, JSON otherwise.
-    pub fn from_path(path: &Path) -> Self {
+    pub(crate) fn from_path(path: &Path) -> Self {
         match path.extension().and_then(|e| e.to_str()) {
             Some(ext) if ext.eq_ignore_ascii_case("yaml") || ext.eq_ignore_ascii_case("yml") => {
                 Self::Yaml
@@ -83,7 +83,7 @@ fn bare_message(text: &str) -> &str {
 }
 
 /// Parses a document; errors give the line, the column and the entry's path.
-pub fn parse(text: &str, format: Format) -> Result<Definitions, DefinitionsError> {
+pub(crate) fn parse(text: &str, format: Format) -> Result<Definitions, DefinitionsError> {
     let at = |path: &serde_path_to_error::Path| {
         let path = path.to_string();
         if path.is_empty() || path == "." {
@@ -139,7 +139,7 @@ pub fn parse(text: &str, format: Format) -> Result<Definitions, DefinitionsError
 }
 
 /// Reads and parses a file (YAML for `.yaml`/`.yml`, JSON otherwise).
-pub fn load_file(path: &Path) -> Result<Definitions, DefinitionsError> {
+pub(crate) fn load_file(path: &Path) -> Result<Definitions, DefinitionsError> {
     let text = std::fs::read_to_string(path).map_err(|source| DefinitionsError::Read {
         path: path.display().to_string(),
         source,

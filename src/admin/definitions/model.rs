@@ -14,35 +14,35 @@ use serde_json::{Map, Number, Value};
 
 /// A whole definitions document.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Definitions {
+pub(crate) struct Definitions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rabbit_version: Option<String>,
+    pub(crate) rabbit_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rabbitmq_version: Option<String>,
+    pub(crate) rabbitmq_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub product_name: Option<String>,
+    pub(crate) product_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub product_version: Option<String>,
+    pub(crate) product_version: Option<String>,
     #[serde(default)]
-    pub users: Vec<UserDef>,
+    pub(crate) users: Vec<UserDef>,
     #[serde(default)]
-    pub vhosts: Vec<VhostDef>,
+    pub(crate) vhosts: Vec<VhostDef>,
     #[serde(default)]
-    pub permissions: Vec<PermissionDef>,
+    pub(crate) permissions: Vec<PermissionDef>,
     #[serde(default)]
-    pub topic_permissions: Vec<TopicPermissionDef>,
+    pub(crate) topic_permissions: Vec<TopicPermissionDef>,
     #[serde(default)]
-    pub parameters: Vec<ParameterDef>,
+    pub(crate) parameters: Vec<ParameterDef>,
     #[serde(default)]
-    pub global_parameters: Vec<GlobalParameterDef>,
+    pub(crate) global_parameters: Vec<GlobalParameterDef>,
     #[serde(default)]
-    pub policies: Vec<PolicyDef>,
+    pub(crate) policies: Vec<PolicyDef>,
     #[serde(default)]
-    pub queues: Vec<QueueDef>,
+    pub(crate) queues: Vec<QueueDef>,
     #[serde(default)]
-    pub exchanges: Vec<ExchangeDef>,
+    pub(crate) exchanges: Vec<ExchangeDef>,
     #[serde(default)]
-    pub bindings: Vec<BindingDef>,
+    pub(crate) bindings: Vec<BindingDef>,
 }
 
 fn default_vhost() -> String {
@@ -58,24 +58,24 @@ fn default_apply_to() -> String {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct UserDef {
-    pub name: String,
+pub(crate) struct UserDef {
+    pub(crate) name: String,
     /// A plain password (hashed on load; never exported).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
+    pub(crate) password: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password_hash: Option<String>,
+    pub(crate) password_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hashing_algorithm: Option<String>,
+    pub(crate) hashing_algorithm: Option<String>,
     /// A list, or RabbitMQ's older comma-separated string.
     #[serde(default, deserialize_with = "tags")]
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limits: Option<Map<String, Value>>,
+    pub(crate) limits: Option<Map<String, Value>>,
     /// Warren's extension: whether the user may connect only from loopback
     /// (default: guest only, unless `--guest-remote`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loopback_only: Option<bool>,
+    pub(crate) loopback_only: Option<bool>,
 }
 
 fn tags<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -98,129 +98,129 @@ fn tags<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct VhostDef {
-    pub name: String,
+pub(crate) struct VhostDef {
+    pub(crate) name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limits: Option<Value>,
+    pub(crate) limits: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Map<String, Value>>,
+    pub(crate) metadata: Option<Map<String, Value>>,
     /// RabbitMQ 3.8's place for the description (before `metadata`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
+    pub(crate) description: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PermissionDef {
-    pub user: String,
+pub(crate) struct PermissionDef {
+    pub(crate) user: String,
     #[serde(default = "default_vhost")]
-    pub vhost: String,
-    pub configure: String,
-    pub write: String,
-    pub read: String,
+    pub(crate) vhost: String,
+    pub(crate) configure: String,
+    pub(crate) write: String,
+    pub(crate) read: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TopicPermissionDef {
-    pub user: String,
+pub(crate) struct TopicPermissionDef {
+    pub(crate) user: String,
     #[serde(default = "default_vhost")]
-    pub vhost: String,
-    pub exchange: String,
-    pub write: String,
-    pub read: String,
+    pub(crate) vhost: String,
+    pub(crate) exchange: String,
+    pub(crate) write: String,
+    pub(crate) read: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ParameterDef {
+pub(crate) struct ParameterDef {
     #[serde(default)]
-    pub value: Value,
+    pub(crate) value: Value,
     #[serde(default = "default_vhost")]
-    pub vhost: String,
-    pub component: String,
-    pub name: String,
+    pub(crate) vhost: String,
+    pub(crate) component: String,
+    pub(crate) name: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct GlobalParameterDef {
-    pub name: String,
+pub(crate) struct GlobalParameterDef {
+    pub(crate) name: String,
     #[serde(default)]
-    pub value: Value,
+    pub(crate) value: Value,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PolicyDef {
+pub(crate) struct PolicyDef {
     #[serde(default = "default_vhost")]
-    pub vhost: String,
-    pub name: String,
-    pub pattern: String,
+    pub(crate) vhost: String,
+    pub(crate) name: String,
+    pub(crate) pattern: String,
     #[serde(rename = "apply-to", default = "default_apply_to")]
-    pub apply_to: String,
+    pub(crate) apply_to: String,
     #[serde(default)]
-    pub definition: Map<String, Value>,
+    pub(crate) definition: Map<String, Value>,
     #[serde(default)]
-    pub priority: i64,
+    pub(crate) priority: i64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct QueueDef {
-    pub name: String,
+pub(crate) struct QueueDef {
+    pub(crate) name: String,
     #[serde(default = "default_vhost")]
-    pub vhost: String,
+    pub(crate) vhost: String,
     #[serde(default = "yes")]
-    pub durable: bool,
+    pub(crate) durable: bool,
     #[serde(default)]
-    pub auto_delete: bool,
+    pub(crate) auto_delete: bool,
     #[serde(default)]
-    pub arguments: Map<String, Value>,
+    pub(crate) arguments: Map<String, Value>,
     /// RabbitMQ 3.10 exports the queue type here too (`classic`, `quorum`).
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    pub(crate) kind: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ExchangeDef {
-    pub name: String,
+pub(crate) struct ExchangeDef {
+    pub(crate) name: String,
     #[serde(default = "default_vhost")]
-    pub vhost: String,
+    pub(crate) vhost: String,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub(crate) kind: String,
     #[serde(default = "yes")]
-    pub durable: bool,
+    pub(crate) durable: bool,
     #[serde(default)]
-    pub auto_delete: bool,
+    pub(crate) auto_delete: bool,
     #[serde(default)]
-    pub internal: bool,
+    pub(crate) internal: bool,
     #[serde(default)]
-    pub arguments: Map<String, Value>,
+    pub(crate) arguments: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct BindingDef {
-    pub source: String,
+pub(crate) struct BindingDef {
+    pub(crate) source: String,
     #[serde(default = "default_vhost")]
-    pub vhost: String,
-    pub destination: String,
-    pub destination_type: String,
+    pub(crate) vhost: String,
+    pub(crate) destination: String,
+    pub(crate) destination_type: String,
     #[serde(default)]
-    pub routing_key: String,
+    pub(crate) routing_key: String,
     #[serde(default)]
-    pub arguments: Map<String, Value>,
+    pub(crate) arguments: Map<String, Value>,
 }
 
 impl QueueDef {
     /// "queue 'q' in vhost 'v'", as RabbitMQ names it.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         crate::protocol::error::in_vhost("queue", &self.name, &self.vhost)
     }
 }
 
 impl ExchangeDef {
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         crate::protocol::error::in_vhost("exchange", &self.name, &self.vhost)
     }
 }
 
 impl BindingDef {
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         let args = if self.arguments.is_empty() {
             String::new()
         } else {
@@ -233,7 +233,7 @@ impl BindingDef {
     }
 
     /// Identity for comparisons: everything, arguments as canonical JSON.
-    pub fn key(&self) -> (String, String, String, String, String, String) {
+    pub(crate) fn key(&self) -> (String, String, String, String, String, String) {
         (
             self.vhost.clone(),
             self.source.clone(),
@@ -246,14 +246,14 @@ impl BindingDef {
 }
 
 impl PolicyDef {
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         crate::protocol::error::in_vhost("policy", &self.name, &self.vhost)
     }
 }
 
 /// A JSON value as an AMQP field value, as RabbitMQ's importer converts it
 /// (integers are `long`, other numbers `double`, objects tables).
-pub fn to_amqp(value: &Value) -> AMQPValue {
+pub(crate) fn to_amqp(value: &Value) -> AMQPValue {
     match value {
         Value::Null => AMQPValue::Void,
         Value::Bool(b) => AMQPValue::Boolean(*b),
@@ -269,7 +269,7 @@ pub fn to_amqp(value: &Value) -> AMQPValue {
     }
 }
 
-pub fn to_field_table(map: &Map<String, Value>) -> FieldTable {
+pub(crate) fn to_field_table(map: &Map<String, Value>) -> FieldTable {
     let mut table = FieldTable::default();
     for (k, v) in map {
         table.insert(k.as_str().into(), to_amqp(v));
@@ -278,7 +278,7 @@ pub fn to_field_table(map: &Map<String, Value>) -> FieldTable {
 }
 
 /// An AMQP field value as JSON, as RabbitMQ's exporter writes it.
-pub fn from_amqp(value: &AMQPValue) -> Value {
+pub(crate) fn from_amqp(value: &AMQPValue) -> Value {
     match value {
         AMQPValue::Boolean(b) => Value::Bool(*b),
         AMQPValue::ShortShortInt(v) => Value::from(*v),
@@ -308,7 +308,7 @@ pub fn from_amqp(value: &AMQPValue) -> Value {
     }
 }
 
-pub fn from_field_table(table: &FieldTable) -> Map<String, Value> {
+pub(crate) fn from_field_table(table: &FieldTable) -> Map<String, Value> {
     table
         .inner()
         .iter()

@@ -18,7 +18,7 @@ use crate::access::password::{self, HashingAlgorithm};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Op {
+pub(crate) enum Op {
     Create,
     Update,
     Replace,
@@ -27,7 +27,7 @@ pub enum Op {
 
 /// The object a change is about, with what is needed to delete it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Target {
+pub(crate) enum Target {
     Vhost(String),
     User(String),
     Permission {
@@ -61,28 +61,28 @@ pub enum Target {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Change {
-    pub op: Op,
+pub(crate) struct Change {
+    pub(crate) op: Op,
     /// "vhost 'shop'", "queue 'orders' in vhost 'shop'", ...
-    pub object: String,
+    pub(crate) object: String,
     /// What differs: "durable: true -> false".
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub details: Vec<String>,
+    pub(crate) details: Vec<String>,
     #[serde(skip)]
-    pub target: Option<Target>,
+    pub(crate) target: Option<Target>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Plan {
-    pub changes: Vec<Change>,
+pub(crate) struct Plan {
+    pub(crate) changes: Vec<Change>,
 }
 
 impl Plan {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
 
-    pub fn count(&self, op: Op) -> usize {
+    pub(crate) fn count(&self, op: Op) -> usize {
         self.changes.iter().filter(|c| c.op == op).count()
     }
 }
@@ -130,7 +130,7 @@ fn is_default(target: &Target) -> bool {
 }
 
 /// The metadata a vhost entry stands for (RabbitMQ fills in an empty description).
-pub fn vhost_metadata(v: &VhostDef) -> Map<String, Value> {
+pub(crate) fn vhost_metadata(v: &VhostDef) -> Map<String, Value> {
     let mut m = v.metadata.clone().unwrap_or_default();
     if !m.contains_key("description") {
         m.insert(
@@ -144,7 +144,7 @@ pub fn vhost_metadata(v: &VhostDef) -> Map<String, Value> {
     m
 }
 
-pub fn vhost_limits(v: &VhostDef) -> Value {
+pub(crate) fn vhost_limits(v: &VhostDef) -> Value {
     v.limits.clone().unwrap_or_else(|| json!([]))
 }
 
@@ -160,7 +160,7 @@ fn diff<T: PartialEq + Serialize>(out: &mut Vec<String>, what: &str, current: &T
 
 /// The differences of a user entry from the broker's user (password checked
 /// by hash, or by verifying a plain password against the broker's hash).
-pub fn user_differences(current: &UserDef, desired: &UserDef) -> Vec<String> {
+pub(crate) fn user_differences(current: &UserDef, desired: &UserDef) -> Vec<String> {
     let mut out = Vec::new();
     let cur_alg = current
         .hashing_algorithm
@@ -198,7 +198,7 @@ pub fn user_differences(current: &UserDef, desired: &UserDef) -> Vec<String> {
     out
 }
 
-pub fn exchange_differences(current: &ExchangeDef, desired: &ExchangeDef) -> Vec<String> {
+pub(crate) fn exchange_differences(current: &ExchangeDef, desired: &ExchangeDef) -> Vec<String> {
     let mut out = Vec::new();
     diff(&mut out, "type", &current.kind, &desired.kind);
     diff(&mut out, "durable", &current.durable, &desired.durable);
@@ -218,7 +218,7 @@ pub fn exchange_differences(current: &ExchangeDef, desired: &ExchangeDef) -> Vec
     out
 }
 
-pub fn queue_differences(current: &QueueDef, desired: &QueueDef) -> Vec<String> {
+pub(crate) fn queue_differences(current: &QueueDef, desired: &QueueDef) -> Vec<String> {
     let mut out = Vec::new();
     diff(&mut out, "durable", &current.durable, &desired.durable);
     diff(
@@ -511,7 +511,7 @@ fn compare<T: Planned>(changes: &mut Vec<Change>, current: &[T], desired: &[T], 
 
 /// The changes that make `current` (an export) match `desired`, kind by kind
 /// in the order they are applied.
-pub fn plan(current: &Definitions, desired: &Definitions, prune: bool) -> Plan {
+pub(crate) fn plan(current: &Definitions, desired: &Definitions, prune: bool) -> Plan {
     let mut changes = Vec::new();
     compare(&mut changes, &current.vhosts, &desired.vhosts, prune);
     compare(&mut changes, &current.users, &desired.users, prune);

@@ -17,7 +17,7 @@ use crate::access::permissions::{check_regex, regex_excerpt, TopicPermission};
 use crate::engine::policy;
 
 /// The exchanges every vhost has.
-pub const SYSTEM_EXCHANGES: &[(&str, &str)] = &[
+pub(crate) const SYSTEM_EXCHANGES: &[(&str, &str)] = &[
     ("amq.direct", "direct"),
     ("amq.fanout", "fanout"),
     ("amq.topic", "topic"),
@@ -27,7 +27,7 @@ pub const SYSTEM_EXCHANGES: &[(&str, &str)] = &[
 ];
 
 /// Queue arguments Warren stores and validates but does not act on yet.
-pub const QUEUE_ARGS_NOT_ENFORCED: &[&str] = &[];
+pub(crate) const QUEUE_ARGS_NOT_ENFORCED: &[&str] = &[];
 
 /// What exists once the file is applied: the broker's objects plus the file's.
 struct World<'a> {
@@ -93,7 +93,7 @@ impl Check<'_> {
 
 /// Checks `desired` against itself and `existing`, kind by kind; the warnings
 /// are for things that will be stored but not acted on.
-pub fn validate(
+pub(crate) fn validate(
     desired: &Definitions,
     existing: &Definitions,
 ) -> Result<Vec<String>, DefinitionsError> {

@@ -37,18 +37,18 @@ use crate::engine::broker::Broker;
 
 /// What the API needs besides the broker: where the listeners are.
 #[derive(Clone)]
-pub struct ApiState {
-    pub broker: Arc<Broker>,
-    pub amqp_addr: SocketAddr,
-    pub http_addr: SocketAddr,
+pub(crate) struct ApiState {
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) amqp_addr: SocketAddr,
+    pub(crate) http_addr: SocketAddr,
 }
 
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
 /// Serves the API until the task is dropped.
-pub async fn serve(listener: TcpListener, state: ApiState) {
+pub(crate) async fn serve(listener: TcpListener, state: ApiState) {
     let app = router(state);
     if let Err(e) = axum::serve(
         listener,
@@ -60,7 +60,7 @@ pub async fn serve(listener: TcpListener, state: ApiState) {
     }
 }
 
-pub fn router(state: ApiState) -> Router {
+pub(crate) fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/overview", get(overview))
         .route("/api/whoami", get(whoami))

@@ -18,13 +18,13 @@ use crate::engine::message::Message;
 use crate::protocol::field::value_as_i64;
 
 /// The header that overrides an exchange's `x-cache-ttl` for one message.
-pub const TTL_HEADER: &str = "x-cache-ttl";
+pub(crate) const TTL_HEADER: &str = "x-cache-ttl";
 
 /// The cache of a deduplication exchange: the keys routed within the window
 /// (`x-cache-ttl`, milliseconds; forever without one), at most `x-cache-size`
 /// of them, the oldest evicted first.
 #[derive(Debug)]
-pub struct Cache {
+pub(crate) struct Cache {
     size: usize,
     ttl: Option<u64>,
     state: parking_lot::Mutex<CacheState>,
@@ -39,7 +39,7 @@ struct CacheState {
 }
 
 impl Cache {
-    pub fn new(size: u64, ttl: Option<u64>) -> Self {
+    pub(crate) fn new(size: u64, ttl: Option<u64>) -> Self {
         Self {
             size: usize::try_from(size).unwrap_or(usize::MAX),
             ttl,
@@ -49,7 +49,7 @@ impl Cache {
 
     /// Whether `message` repeats a key seen within the window; a new key is
     /// remembered. Messages without the header are never duplicates.
-    pub fn is_duplicate(&self, message: &Message) -> bool {
+    pub(crate) fn is_duplicate(&self, message: &Message) -> bool {
         let Some(key) = message.dedup_key() else {
             return false;
         };

@@ -30,13 +30,13 @@ use crate::store::{Location, MessageLog, Recovered};
 
 /// The log queue id under which held persistent messages are stored (queue
 /// ids count up from 1 and never reach it).
-pub const LOG_ID: u32 = 0x7FFF_FFFF;
+pub(crate) const LOG_ID: u32 = 0x7FFF_FFFF;
 /// The plugin's (Erlang timer's) longest delay.
-pub const MAX_DELAY: u64 = 4_294_967_295;
+pub(crate) const MAX_DELAY: u64 = 4_294_967_295;
 
 /// The vhost the delayed exchanges belong to, as their timeline reaches it
 /// (the vhost implements it; this module does not route).
-pub trait Owner: Send + Sync {
+pub(crate) trait Owner: Send + Sync {
     fn delayed(&self) -> &Delayed;
     fn log(&self) -> &MessageLog;
     /// Routes a released message through `exchange` as its type and bindings
@@ -61,7 +61,7 @@ struct State {
 }
 
 /// The delayed messages of one vhost.
-pub struct Delayed {
+pub(crate) struct Delayed {
     state: Mutex<State>,
 }
 
@@ -81,7 +81,7 @@ impl Default for Delayed {
 /// The delay a message asks for: its `x-delay` header when positive and at
 /// most [`MAX_DELAY`]. Integers of any width, numeric strings and floats
 /// (truncated) count, as for the plugin.
-pub fn delay_of(message: &Message) -> Option<u64> {
+pub(crate) fn delay_of(message: &Message) -> Option<u64> {
     let value = message.header("x-delay")?;
     let delay = match &value {
         AMQPValue::Float(f) => *f as i64,
@@ -102,7 +102,7 @@ impl Delayed {
     /// the log first: Ok(true) then (confirm once it is on disk), Ok(false)
     /// when it is held in memory only, Err when the log refused it (nothing
     /// is held).
-    pub fn hold<O: Owner + 'static>(
+    pub(crate) fn hold<O: Owner + 'static>(
         &self,
         owner: &Arc<O>,
         exchange: &Exchange,
@@ -134,7 +134,7 @@ impl Delayed {
 
     /// Takes back a held message found in the log at start-up; its delay
     /// counts from when it was published.
-    pub fn restore<O: Owner + 'static>(&self, owner: &Arc<O>, r: &Recovered) {
+    pub(crate) fn restore<O: Owner + 'static>(&self, owner: &Arc<O>, r: &Recovered) {
         let stored = owner.log().read(r.location).ok();
         let Some(message) = stored.and_then(Message::from_stored) else {
             error!(location = ?r.location, "stored delayed message lost: unreadable");

@@ -11,8 +11,8 @@
 //! The routing crate sees only the standard kind each one routes as; what the
 //! plugin type adds is the [`Extension`] kept with the exchange.
 
-pub mod dedup;
-pub mod delayed;
+pub(crate) mod dedup;
+pub(crate) mod delayed;
 
 use std::sync::Arc;
 
@@ -23,25 +23,25 @@ use crate::engine::exchange::dedup::Cache;
 use crate::protocol::error::AmqpError;
 use crate::protocol::field::value_as_str;
 
-pub const DELAYED: &str = "x-delayed-message";
-pub const DEDUPLICATION: &str = "x-message-deduplication";
+pub(crate) const DELAYED: &str = "x-delayed-message";
+pub(crate) const DEDUPLICATION: &str = "x-message-deduplication";
 
 /// An exchange's declared properties (its bindings live in the topology).
 #[derive(Debug, Clone)]
-pub struct Exchange {
-    pub name: Arc<str>,
-    pub kind: ExchangeKind,
-    pub durable: bool,
-    pub auto_delete: bool,
-    pub internal: bool,
-    pub arguments: FieldTable,
+pub(crate) struct Exchange {
+    pub(crate) name: Arc<str>,
+    pub(crate) kind: ExchangeKind,
+    pub(crate) durable: bool,
+    pub(crate) auto_delete: bool,
+    pub(crate) internal: bool,
+    pub(crate) arguments: FieldTable,
     /// What a plugin exchange type (delayed, deduplication) adds.
-    pub extension: Extension,
+    pub(crate) extension: Extension,
 }
 
 /// What a plugin exchange type adds to routing.
 #[derive(Clone, Debug, Default)]
-pub enum Extension {
+pub(crate) enum Extension {
     #[default]
     None,
     /// Holds messages with a positive `x-delay` header, then routes them.
@@ -52,7 +52,7 @@ pub enum Extension {
 
 impl Extension {
     /// The type name the exchange was declared with.
-    pub fn type_name(&self, kind: ExchangeKind) -> &'static str {
+    pub(crate) fn type_name(&self, kind: ExchangeKind) -> &'static str {
         match self {
             Extension::None => kind.as_str(),
             Extension::Delayed => DELAYED,
@@ -63,7 +63,10 @@ impl Extension {
 
 /// Resolves an exchange type name (with the declare's arguments, which the
 /// plugin types read) to the kind it routes as and its extension.
-pub fn resolve(kind: &str, arguments: &FieldTable) -> Result<(ExchangeKind, Extension), AmqpError> {
+pub(crate) fn resolve(
+    kind: &str,
+    arguments: &FieldTable,
+) -> Result<(ExchangeKind, Extension), AmqpError> {
     let invalid_type =
         |kind: &str| AmqpError::CommandInvalid(format!("invalid exchange type '{kind}'"));
     match kind {

@@ -15,7 +15,7 @@ use crate::protocol::field::{value_as_i64, value_as_str};
 
 /// `x-overflow`: what a full queue does with a new message.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Overflow {
+pub(crate) enum Overflow {
     /// Drop (or dead-letter) the oldest ready messages.
     #[default]
     DropHead,
@@ -27,7 +27,7 @@ pub enum Overflow {
 
 /// `x-queue-type`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum QueueType {
+pub(crate) enum QueueType {
     #[default]
     Classic,
     /// Behaves as a single-node RabbitMQ quorum queue does for its clients:
@@ -37,31 +37,31 @@ pub enum QueueType {
 
 /// The parsed behaviour arguments of a queue.
 #[derive(Clone, Debug, Default)]
-pub struct QueueArgs {
+pub(crate) struct QueueArgs {
     /// `x-message-ttl`, milliseconds.
-    pub message_ttl: Option<u64>,
+    pub(crate) message_ttl: Option<u64>,
     /// `x-expires`: delete the queue after this long unused, milliseconds.
-    pub expires: Option<u64>,
+    pub(crate) expires: Option<u64>,
     /// `x-dead-letter-exchange` ("" is the default exchange).
-    pub dead_letter_exchange: Option<Arc<str>>,
+    pub(crate) dead_letter_exchange: Option<Arc<str>>,
     /// `x-dead-letter-routing-key`.
-    pub dead_letter_routing_key: Option<Arc<str>>,
-    pub max_length: Option<u64>,
-    pub max_length_bytes: Option<u64>,
-    pub overflow: Overflow,
+    pub(crate) dead_letter_routing_key: Option<Arc<str>>,
+    pub(crate) max_length: Option<u64>,
+    pub(crate) max_length_bytes: Option<u64>,
+    pub(crate) overflow: Overflow,
     /// `x-max-priority`: priorities 0..=max are kept apart.
-    pub max_priority: Option<u8>,
-    pub single_active_consumer: bool,
-    pub queue_type: QueueType,
+    pub(crate) max_priority: Option<u8>,
+    pub(crate) single_active_consumer: bool,
+    pub(crate) queue_type: QueueType,
     /// `x-delivery-limit`: returns allowed before a message is dead-lettered.
-    pub delivery_limit: Option<u64>,
+    pub(crate) delivery_limit: Option<u64>,
     /// `x-message-deduplication` (queue-level deduplication plugin).
-    pub deduplication: bool,
+    pub(crate) deduplication: bool,
 }
 
 impl QueueArgs {
     /// Reads a (validated) argument table; values of the wrong type are ignored.
-    pub fn from_table(table: &FieldTable) -> Self {
+    pub(crate) fn from_table(table: &FieldTable) -> Self {
         let args = table.inner();
         let int = |key: &str| {
             args.get(key)
@@ -97,7 +97,7 @@ impl QueueArgs {
     /// `policy` (its definition) applies to, merged as RabbitMQ 3.10 does: for
     /// TTLs, expiry and limits the lower value wins; for the dead-letter exchange,
     /// its routing key and overflow the declared argument wins.
-    pub fn effective(
+    pub(crate) fn effective(
         table: &FieldTable,
         policy: Option<&serde_json::Map<String, serde_json::Value>>,
     ) -> Self {
@@ -132,28 +132,27 @@ impl QueueArgs {
         args
     }
 
-    pub fn is_quorum(&self) -> bool {
+    pub(crate) fn is_quorum(&self) -> bool {
         self.queue_type == QueueType::Quorum
     }
 
     /// How many priority levels the ready list keeps (1 without `x-max-priority`).
-    pub fn levels(&self) -> usize {
+    pub(crate) fn levels(&self) -> usize {
         self.max_priority.map_or(1, |m| usize::from(m) + 1)
     }
 
     /// Whether deliveries carry `x-delivery-count` (quorum queues, and any queue
     /// with a delivery limit, which counts as quorum queues do).
-    pub fn counts_deliveries(&self) -> bool {
+    pub(crate) fn counts_deliveries(&self) -> bool {
         self.is_quorum() || self.delivery_limit.is_some()
     }
-
 }
 
 /// Checks that depend on the queue type, after the arguments themselves were
 /// validated: a quorum queue must be durable, not exclusive, not auto-delete
 /// and named by the client, and refuses classic-only arguments (RabbitMQ's texts
 /// and order).
-pub fn check_queue_type(
+pub(crate) fn check_queue_type(
     name: &str,
     vhost: &str,
     durable: bool,

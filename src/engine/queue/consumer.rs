@@ -11,16 +11,16 @@ use amq_protocol::types::ShortString;
 
 use crate::engine::queue::delivery::DeliveryChannel;
 
-pub struct Consumer {
-    pub tag: ShortString,
-    pub channel: Arc<DeliveryChannel>,
-    pub no_ack: bool,
-    pub exclusive: bool,
+pub(crate) struct Consumer {
+    pub(crate) tag: ShortString,
+    pub(crate) channel: Arc<DeliveryChannel>,
+    pub(crate) no_ack: bool,
+    pub(crate) exclusive: bool,
     /// `x-priority` from basic.consume: higher-priority consumers get messages
     /// first while they have prefetch room.
-    pub priority: i32,
+    pub(crate) priority: i32,
     /// Per-consumer prefetch (basic.qos global=false at consume time); 0 = unlimited.
-    pub prefetch: u32,
+    pub(crate) prefetch: u32,
     /// Messages delivered to this consumer and not yet acked. Changed only under
     /// the channel's delivery lock.
     pub(crate) unacked: AtomicU32,
@@ -29,7 +29,7 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    pub fn new(
+    pub(crate) fn new(
         tag: ShortString,
         channel: Arc<DeliveryChannel>,
         no_ack: bool,
@@ -53,7 +53,7 @@ impl Consumer {
         self.no_ack || self.prefetch == 0 || self.unacked.load(Ordering::Relaxed) < self.prefetch
     }
 
-    pub fn is_cancelled(&self) -> bool {
+    pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
     }
 }

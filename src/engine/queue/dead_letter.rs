@@ -15,7 +15,7 @@ use crate::store::Location;
 
 /// Why a message was dead-lettered (the `reason` of its `x-death` entry).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     Rejected,
     Expired,
     MaxLen,
@@ -23,7 +23,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Reason::Rejected => "rejected",
             Reason::Expired => "expired",
@@ -34,10 +34,10 @@ impl Reason {
 }
 
 /// A message leaving a queue to be dead-lettered.
-pub struct DeadLetter {
+pub(crate) struct DeadLetter {
     /// The message; None when its body is only on disk (read back here).
-    pub message: Option<Arc<Message>>,
+    pub(crate) message: Option<Arc<Message>>,
     /// The queue's reference in the log, settled once the dead letter is out.
-    pub location: Option<Location>,
-    pub reason: Reason,
+    pub(crate) location: Option<Location>,
+    pub(crate) reason: Reason,
 }

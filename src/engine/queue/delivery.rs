@@ -23,7 +23,7 @@ use crate::store::SyncListener;
 /// Where frames for one client go: its connection's outbox. The network
 /// layer implements it; queues and the store reach a connection only
 /// through it.
-pub trait ClientSink: SyncListener {
+pub(crate) trait ClientSink: SyncListener {
     /// Appends frames written by `encode`.
     fn send(&self, encode: &mut dyn FnMut(&mut Vec<u8>));
     /// Appends a delivery's frames unless the client is behind; then `queue`
@@ -33,17 +33,17 @@ pub trait ClientSink: SyncListener {
 }
 
 /// A client connection as the engine sees it.
-pub struct ClientLink {
-    pub id: u64,
-    pub sink: Arc<dyn ClientSink>,
-    pub frame_max: u32,
+pub(crate) struct ClientLink {
+    pub(crate) id: u64,
+    pub(crate) sink: Arc<dyn ClientSink>,
+    pub(crate) frame_max: u32,
     /// The client announced consumer_cancel_notify: tell it when a queue cancels its consumer.
-    pub consumer_cancel_notify: bool,
+    pub(crate) consumer_cancel_notify: bool,
 }
 
 impl ClientLink {
     /// Appends frames written by `encode`.
-    pub fn send(&self, encode: impl FnOnce(&mut Vec<u8>)) {
+    pub(crate) fn send(&self, encode: impl FnOnce(&mut Vec<u8>)) {
         let mut encode = Some(encode);
         self.sink.send(&mut |out| {
             if let Some(encode) = encode.take() {
@@ -53,7 +53,7 @@ impl ClientLink {
     }
 
     /// [`ClientSink::try_send`] with a one-shot encoder.
-    pub fn try_send(&self, queue: &Arc<Queue>, encode: impl FnOnce(&mut Vec<u8>)) -> bool {
+    pub(crate) fn try_send(&self, queue: &Arc<Queue>, encode: impl FnOnce(&mut Vec<u8>)) -> bool {
         let mut encode = Some(encode);
         self.sink.try_send(queue, &mut |out| {
             if let Some(encode) = encode.take() {
@@ -63,17 +63,17 @@ impl ClientLink {
     }
 
     /// The client, as the store's group commit reaches it.
-    pub fn listener(&self) -> Arc<dyn SyncListener> {
+    pub(crate) fn listener(&self) -> Arc<dyn SyncListener> {
         self.sink.clone()
     }
 }
 
 /// A message delivered and awaiting ack, reject or nack.
-pub struct Unacked {
-    pub tag: u64,
-    pub queue: Arc<Queue>,
-    pub message: QueuedMessage,
-    pub consumer: Option<Arc<Consumer>>,
+pub(crate) struct Unacked {
+    pub(crate) tag: u64,
+    pub(crate) queue: Arc<Queue>,
+    pub(crate) message: QueuedMessage,
+    pub(crate) consumer: Option<Arc<Consumer>>,
 }
 
 #[derive(Default)]
@@ -86,14 +86,14 @@ struct State {
     closed: bool,
 }
 
-pub struct DeliveryChannel {
-    pub id: u16,
-    pub conn: Arc<ClientLink>,
+pub(crate) struct DeliveryChannel {
+    pub(crate) id: u16,
+    pub(crate) conn: Arc<ClientLink>,
     state: Mutex<State>,
 }
 
 impl DeliveryChannel {
-    pub fn new(id: u16, conn: Arc<ClientLink>) -> Arc<Self> {
+    pub(crate) fn new(id: u16, conn: Arc<ClientLink>) -> Arc<Self> {
         Arc::new(Self {
             id,
             conn,
@@ -107,7 +107,7 @@ impl DeliveryChannel {
     /// Hands `message` to `consumer` if its prefetch, the channel's and the
     /// connection's write buffer allow; gives it back otherwise. Called by the
     /// queue with its lock held.
-    pub fn deliver(
+    pub(crate) fn deliver(
         &self,
         queue: &Arc<Queue>,
         consumer: &Arc<Consumer>,
@@ -156,7 +156,7 @@ impl DeliveryChannel {
     }
 
     /// Sends a basic.get-ok for `message`; `remaining` is the ready count after it.
-    pub fn deliver_get(
+    pub(crate) fn deliver_get(
         &self,
         queue: &Arc<Queue>,
         message: QueuedMessage,
@@ -198,7 +198,7 @@ impl DeliveryChannel {
     /// Takes the entries settled by an ack/nack/reject of `tag`. The exact tag
     /// must be outstanding, as RabbitMQ requires; `multiple` also takes every
     /// lower tag, and tag 0 with `multiple` takes everything.
-    pub fn settle(&self, tag: u64, multiple: bool) -> Result<Vec<Unacked>, AmqpError> {
+    pub(crate) fn settle(&self, tag: u64, multiple: bool) -> Result<Vec<Unacked>, AmqpError> {
         let mut st = self.state.lock();
         let taken: Vec<Unacked> = if multiple && tag == 0 {
             std::mem::take(&mut st.unacked).into_values().collect()
@@ -219,7 +219,7 @@ impl DeliveryChannel {
     }
 
     /// Takes every outstanding delivery (basic.recover).
-    pub fn take_all(&self) -> Vec<Unacked> {
+    pub(crate) fn take_all(&self) -> Vec<Unacked> {
         let mut st = self.state.lock();
         let taken: Vec<Unacked> = std::mem::take(&mut st.unacked).into_values().collect();
         release(&mut st, &taken);
@@ -227,29 +227,28 @@ impl DeliveryChannel {
     }
 
     /// Closes the channel for deliveries and takes every outstanding delivery.
-    pub fn close(&self) -> Vec<Unacked> {
+    pub(crate) fn close(&self) -> Vec<Unacked> {
         self.state.lock().closed = true;
         self.take_all()
     }
 
     /// Puts settled entries back as unacked, under their old tags (tx.rollback:
     /// acks of a rolled-back transaction leave the messages unacked).
-    pub fn restore(&self, entries: Vec<Unacked>) {
+    pub(crate) fn restore(&self, entries: Vec<Unacked>) {
         let mut st = self.state.lock();
         for entry in entries {
             track(&mut st, entry);
         }
     }
 
-    pub fn set_global_prefetch(&self, prefetch: u32) {
+    pub(crate) fn set_global_prefetch(&self, prefetch: u32) {
         self.state.lock().global_prefetch = prefetch;
     }
 
     /// basic.qos global=true's limit (0 = none).
-    pub fn global_prefetch(&self) -> u32 {
+    pub(crate) fn global_prefetch(&self) -> u32 {
         self.state.lock().global_prefetch
     }
-
 }
 
 /// Records a delivery as unacked: the counterpart of [`release`], so the
@@ -272,7 +271,7 @@ fn release(st: &mut State, taken: &[Unacked]) {
 }
 
 /// Gives settled messages back to their queues, in delivery order per queue.
-pub fn requeue(entries: Vec<Unacked>) {
+pub(crate) fn requeue(entries: Vec<Unacked>) {
     let mut by_queue: Vec<(Arc<Queue>, Vec<QueuedMessage>)> = Vec::new();
     for entry in entries {
         match by_queue

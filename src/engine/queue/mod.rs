@@ -29,11 +29,11 @@
 //! * delivery counts (`x-delivery-count`, `x-delivery-limit`), single active
 //!   consumer, and queue-level deduplication.
 
-pub mod args;
-pub mod consumer;
-pub mod dead_letter;
-pub mod delivery;
-pub mod expiry;
+pub(crate) mod args;
+pub(crate) mod consumer;
+pub(crate) mod dead_letter;
+pub(crate) mod delivery;
+pub(crate) mod expiry;
 mod levels;
 
 use std::cmp::Reverse;
@@ -56,7 +56,7 @@ use dead_letter::{DeadLetter, Reason};
 use levels::{Body, Levels, Ready};
 
 /// Bodies a durable queue keeps in memory before it pages the rest out.
-pub const RAM_BYTES: usize = 8 << 20;
+pub(crate) const RAM_BYTES: usize = 8 << 20;
 /// How many paged messages are read back at once, ahead of consumers.
 const PAGE_IN_BATCH: usize = 256;
 /// How many messages one pass of the expiry timer takes under the lock.
@@ -64,24 +64,24 @@ const EXPIRE_BATCH: usize = 4096;
 
 /// A message handed out of a queue (delivered or got); its body is loaded.
 #[derive(Clone, Debug)]
-pub struct QueuedMessage {
-    pub message: Arc<Message>,
+pub(crate) struct QueuedMessage {
+    pub(crate) message: Arc<Message>,
     /// Position in the queue's publish order; requeued messages go back by it.
-    pub seq: u64,
-    pub redelivered: bool,
+    pub(crate) seq: u64,
+    pub(crate) redelivered: bool,
     /// Where the message is in the log, for a persistent message in a durable queue.
-    pub location: Option<Location>,
+    pub(crate) location: Option<Location>,
     /// When it expires (ms since the epoch; [`NEVER`] for no TTL). Kept
     /// across requeues, as RabbitMQ does.
-    pub expires_at: u64,
+    pub(crate) expires_at: u64,
     /// How many times it came back to the queue (nack/reject with requeue,
     /// channel closed); `x-delivery-count` on quorum queues.
-    pub deliveries: u32,
+    pub(crate) deliveries: u32,
 }
 
 /// What a queue calls up to: its vhost (which implements this). The queue
 /// folder defines it so that it never imports the vhost.
-pub trait QueueOwner: Send + Sync {
+pub(crate) trait QueueOwner: Send + Sync {
     /// Republishes dead letters; called with no queue lock held.
     fn dead_letter(&self, queue: &Arc<Queue>, letters: Vec<DeadLetter>);
     /// Deletes a queue that expired unused (`x-expires`); returns its ready count.
@@ -90,7 +90,7 @@ pub trait QueueOwner: Send + Sync {
 
 /// What a queue did with a published message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Enqueue {
+pub(crate) enum Enqueue {
     Accepted,
     /// Refused by `x-overflow` reject-publish(-dlx): nack the publisher.
     Rejected,
@@ -109,14 +109,14 @@ pub(crate) enum Wake {
 
 /// What a queue was declared with.
 #[derive(Clone, Debug)]
-pub struct QueueConfig {
-    pub name: Arc<str>,
-    pub vhost: Arc<str>,
-    pub durable: bool,
+pub(crate) struct QueueConfig {
+    pub(crate) name: Arc<str>,
+    pub(crate) vhost: Arc<str>,
+    pub(crate) durable: bool,
     /// The connection that owns an exclusive queue.
-    pub exclusive_owner: Option<u64>,
-    pub auto_delete: bool,
-    pub arguments: FieldTable,
+    pub(crate) exclusive_owner: Option<u64>,
+    pub(crate) auto_delete: bool,
+    pub(crate) arguments: FieldTable,
 }
 
 struct State {
@@ -157,8 +157,8 @@ struct State {
     publish_clock: u64,
 }
 
-pub struct Queue {
-    pub config: QueueConfig,
+pub(crate) struct Queue {
+    pub(crate) config: QueueConfig,
     /// The behaviour arguments: the declared ones, merged with the vhost's
     /// policy for this queue when it has one.
     args: ArcSwap<QueueArgs>,
@@ -177,7 +177,7 @@ pub struct Queue {
 }
 
 impl Queue {
-    pub fn new(
+    pub(crate) fn new(
         config: QueueConfig,
         store: Option<(Arc<MessageLog>, u32)>,
         owner: Weak<dyn QueueOwner>,
@@ -221,18 +221,18 @@ impl Queue {
         queue
     }
 
-    pub fn name(&self) -> &Arc<str> {
+    pub(crate) fn name(&self) -> &Arc<str> {
         &self.config.name
     }
 
     /// The behaviour arguments this queue was declared with.
-    pub fn args(&self) -> Guard<Arc<QueueArgs>> {
+    pub(crate) fn args(&self) -> Guard<Arc<QueueArgs>> {
         self.args.load()
     }
 
     /// Applies the vhost's policy for this queue (None: no policy matches),
     /// over the arguments it was declared with, as RabbitMQ merges them.
-    pub fn apply_policy(
+    pub(crate) fn apply_policy(
         self: &Arc<Self>,
         policy: Option<&serde_json::Map<String, serde_json::Value>>,
     ) {
@@ -250,12 +250,12 @@ impl Queue {
     }
 
     /// This queue's id in the message log, if it stores messages.
-    pub fn log_id(&self) -> Option<u32> {
+    pub(crate) fn log_id(&self) -> Option<u32> {
         self.store.as_ref().map(|(_, id)| *id)
     }
 
     /// The log this queue stores its persistent messages in.
-    pub fn log(&self) -> Option<&Arc<MessageLog>> {
+    pub(crate) fn log(&self) -> Option<&Arc<MessageLog>> {
         self.store.as_ref().map(|(log, _)| log)
     }
 
@@ -296,7 +296,11 @@ impl Queue {
 
     /// Enqueues a published message and delivers what can be delivered.
     /// `location` is where the log stored it (persistent message, durable queue).
-    pub fn publish(self: &Arc<Self>, message: Arc<Message>, location: Option<Location>) -> Enqueue {
+    pub(crate) fn publish(
+        self: &Arc<Self>,
+        message: Arc<Message>,
+        location: Option<Location>,
+    ) -> Enqueue {
         let mut st = self.state.lock();
         if st.deleted {
             drop(st);
@@ -437,7 +441,7 @@ impl Queue {
 
     /// Puts a message found in the log at start-up at the end of the queue,
     /// without reading its body.
-    pub fn restore(&self, r: &Recovered) {
+    pub(crate) fn restore(&self, r: &Recovered) {
         let mut st = self.state.lock();
         let seq = st.next_seq;
         st.next_seq += 1;
@@ -467,7 +471,7 @@ impl Queue {
     }
 
     /// Delivers ready messages to consumers with room.
-    pub fn dispatch(self: &Arc<Self>) {
+    pub(crate) fn dispatch(self: &Arc<Self>) {
         let mut st = self.state.lock();
         self.dispatch_locked(&mut st);
         self.unlock(st);
@@ -643,7 +647,7 @@ impl Queue {
     }
 
     /// basic.get: takes the head message, with the ready count left after it.
-    pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<(QueuedMessage, u32)> {
+    pub(crate) fn get(self: &Arc<Self>, no_ack: bool) -> Option<(QueuedMessage, u32)> {
         let mut st = self.state.lock();
         st.last_used = now_ms();
         let Some(mut message) = self.pop_loaded(&mut st) else {
@@ -667,7 +671,7 @@ impl Queue {
     /// Puts delivered messages back, each at its original place, marked
     /// redelivered. A message returned more often than `x-delivery-limit`
     /// allows is dead-lettered (reason delivery_limit) or dropped instead.
-    pub fn requeue(self: &Arc<Self>, mut messages: Vec<QueuedMessage>) {
+    pub(crate) fn requeue(self: &Arc<Self>, mut messages: Vec<QueuedMessage>) {
         let mut st = self.state.lock();
         if st.deleted {
             for m in &messages {
@@ -714,7 +718,7 @@ impl Queue {
     }
 
     /// Forgets a delivered message for good (acked).
-    pub fn settle(&self, message: &QueuedMessage) {
+    pub(crate) fn settle(&self, message: &QueuedMessage) {
         if self.deduplication {
             forget_key(&mut self.state.lock(), message.seq);
         }
@@ -723,7 +727,7 @@ impl Queue {
 
     /// A delivered message rejected without requeue: dead-lettered (reason
     /// rejected) if the queue has a dead-letter exchange, forgotten otherwise.
-    pub fn reject(self: &Arc<Self>, message: QueuedMessage) {
+    pub(crate) fn reject(self: &Arc<Self>, message: QueuedMessage) {
         let mut st = self.state.lock();
         if !dead_letters(&st) {
             forget_key(&mut st, message.seq);
@@ -756,7 +760,7 @@ impl Queue {
     /// Adds a consumer (after RabbitMQ's exclusivity checks) and starts delivering
     /// to it. `on_added` runs once the consumer is accepted and before any
     /// delivery, so basic.consume-ok reaches the client before the first message.
-    pub fn add_consumer(
+    pub(crate) fn add_consumer(
         self: &Arc<Self>,
         consumer: Arc<Consumer>,
         on_added: impl FnOnce(),
@@ -786,7 +790,7 @@ impl Queue {
     }
 
     /// Removes a consumer; returns whether the queue should now auto-delete.
-    pub fn remove_consumer(self: &Arc<Self>, consumer: &Arc<Consumer>) -> bool {
+    pub(crate) fn remove_consumer(self: &Arc<Self>, consumer: &Arc<Consumer>) -> bool {
         let mut st = self.state.lock();
         let was_active = st
             .consumers
@@ -810,23 +814,23 @@ impl Queue {
     }
 
     /// A declare (passive or not) counts as a use for `x-expires`.
-    pub fn touch(&self) {
+    pub(crate) fn touch(&self) {
         let mut st = self.state.lock();
         if st.args.expires.is_some() {
             st.last_used = now_ms();
         }
     }
 
-    pub fn message_count(&self) -> u32 {
+    pub(crate) fn message_count(&self) -> u32 {
         self.state.lock().ready.live as u32
     }
 
-    pub fn consumer_count(&self) -> u32 {
+    pub(crate) fn consumer_count(&self) -> u32 {
         self.state.lock().consumers.len() as u32
     }
 
     /// Drops every ready message (unacked ones stay); returns how many went.
-    pub fn purge(&self) -> u32 {
+    pub(crate) fn purge(&self) -> u32 {
         let mut st = self.state.lock();
         let ready = st.ready.drain();
         st.ram_bytes = 0;
@@ -845,7 +849,7 @@ impl Queue {
     }
 
     /// Marks the queue deleted: returns the ready count and the consumers to cancel.
-    pub fn delete(&self) -> (u32, Vec<Arc<Consumer>>) {
+    pub(crate) fn delete(&self) -> (u32, Vec<Arc<Consumer>>) {
         let count = self.purge();
         let mut st = self.state.lock();
         st.deleted = true;
@@ -861,7 +865,7 @@ impl Queue {
     }
 
     /// Checks for queue.delete: in use / not empty.
-    pub fn check_delete(&self, if_unused: bool, if_empty: bool) -> Result<(), AmqpError> {
+    pub(crate) fn check_delete(&self, if_unused: bool, if_empty: bool) -> Result<(), AmqpError> {
         let st = self.state.lock();
         let what = in_vhost("queue", &self.config.name, &self.config.vhost);
         if if_unused && !st.consumers.is_empty() {

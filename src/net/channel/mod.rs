@@ -20,7 +20,7 @@ mod queue;
 mod session;
 mod tx;
 
-pub use session::Session;
+pub(crate) use session::Session;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,7 +41,7 @@ use crate::protocol::frame::Frame;
 use publish::Content;
 use tx::Mode;
 
-pub struct Channel {
+pub(crate) struct Channel {
     id: u16,
     delivery: Arc<DeliveryChannel>,
     /// We sent channel.close and wait for close-ok.
@@ -60,7 +60,7 @@ pub struct Channel {
 }
 
 impl Channel {
-    pub fn open(id: u16, session: &Session) -> Self {
+    pub(crate) fn open(id: u16, session: &Session) -> Self {
         debug!(channel = id, "channel opened");
         Self {
             id,
@@ -76,7 +76,7 @@ impl Channel {
         }
     }
 
-    pub fn is_closing(&self) -> bool {
+    pub(crate) fn is_closing(&self) -> bool {
         self.closing
     }
 
@@ -86,7 +86,11 @@ impl Channel {
 
     /// Handles one frame for this channel. Ok(true): the channel is finished
     /// and must be forgotten. Err: a connection-level error.
-    pub fn handle(&mut self, session: &mut Session, frame: Frame) -> Result<bool, MethodError> {
+    pub(crate) fn handle(
+        &mut self,
+        session: &mut Session,
+        frame: Frame,
+    ) -> Result<bool, MethodError> {
         if self.closing {
             return Ok(self.while_closing(session, frame));
         }
@@ -178,7 +182,7 @@ impl Channel {
     }
 
     /// Releases consumers and unacked messages (channel or connection closing).
-    pub fn cleanup(&mut self, session: &mut Session) {
+    pub(crate) fn cleanup(&mut self, session: &mut Session) {
         for (_, (consumer, queue)) in self.consumers.drain() {
             release_consumer(session, &consumer, &queue);
         }

@@ -29,7 +29,7 @@ use crate::protocol::frame;
 use crate::store::SyncWaiter;
 
 /// RabbitMQ's default max_message_size.
-pub const MAX_MESSAGE_SIZE: u64 = 128 * 1024 * 1024;
+pub(crate) const MAX_MESSAGE_SIZE: u64 = 128 * 1024 * 1024;
 
 /// A publish whose content is still arriving.
 pub(super) struct Content {

@@ -15,18 +15,18 @@ use crate::engine::vhost::VHost;
 use crate::protocol::frame;
 
 /// Per-connection state that channel methods need.
-pub struct Session {
-    pub vhost: Arc<VHost>,
-    pub handle: Arc<ClientLink>,
-    pub user: User,
+pub(crate) struct Session {
+    pub(crate) vhost: Arc<VHost>,
+    pub(crate) handle: Arc<ClientLink>,
+    pub(crate) user: User,
     /// The user's permissions in this vhost, checked on every operation.
-    pub perms: Checker,
+    pub(crate) perms: Checker,
     /// Exclusive queues declared by this connection; deleted when it closes.
-    pub exclusive_queues: Vec<Arc<Queue>>,
+    pub(crate) exclusive_queues: Vec<Arc<Queue>>,
 }
 
 impl Session {
-    pub fn send_method(&self, channel: u16, method: AMQPClass) {
+    pub(crate) fn send_method(&self, channel: u16, method: AMQPClass) {
         self.handle
             .send(|out| frame::push_method(out, channel, method));
     }

@@ -25,16 +25,16 @@ pub(super) enum Mode {
 
 /// A message published inside a transaction, published at commit.
 pub(super) struct TxPublish {
-    pub exchange: String,
-    pub mandatory: bool,
-    pub message: Arc<Message>,
+    pub(crate) exchange: String,
+    pub(crate) mandatory: bool,
+    pub(crate) message: Arc<Message>,
 }
 
 /// What a transaction holds until commit or rollback.
 #[derive(Default)]
 pub(super) struct Tx {
-    pub publishes: Vec<TxPublish>,
-    pub settles: Vec<(Vec<Unacked>, Settle)>,
+    pub(crate) publishes: Vec<TxPublish>,
+    pub(crate) settles: Vec<(Vec<Unacked>, Settle)>,
 }
 
 impl Channel {
