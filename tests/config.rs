@@ -140,7 +140,9 @@ impl Drop for EnvBroker {
     }
 }
 
-/// `MemTotal` from /proc/meminfo, in bytes.
+/// The memory Warren may use: `MemTotal` from /proc/meminfo, or the cgroup's
+/// memory limit when lower (cgroup v2 `memory.max`, v1
+/// `memory.limit_in_bytes`, of this process's cgroup), in bytes.
 fn mem_total() -> u64 {
     let info = std::fs::read_to_string("/proc/meminfo").expect("read /proc/meminfo");
     let kb: u64 = info
@@ -149,7 +151,30 @@ fn mem_total() -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .expect("MemTotal in /proc/meminfo");
-    kb * 1024
+    let host = kb * 1024;
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut limits = Vec::new();
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
+        let (Some(controllers), Some(path)) = (controllers, path) else {
+            continue;
+        };
+        let file = match controllers {
+            "" => format!("/sys/fs/cgroup{path}/memory.max"),
+            c if c.split(',').any(|c| c == "memory") => {
+                format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes")
+            }
+            _ => continue,
+        };
+        if let Some(limit) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            limits.push(limit);
+        }
+    }
+    limits.into_iter().fold(host, u64::min)
 }
 
 /// Asserts `limit` is `fraction` of RAM, allowing for rounding.
@@ -316,9 +341,8 @@ async fn no_http_and_log_level_from_the_environment() {
                     dir.path().join("data").display().to_string(),
                 ),
                 ("WARREN_HTTP_LISTEN", format!("127.0.0.1:{http_port}")),
-                // Only "true" and "false" are accepted: WARREN_NO_HTTP=1 makes warren exit 2
-                // ("invalid value '1' for '--no-http'").
-                ("WARREN_NO_HTTP", "true".into()),
+                // Boolean variables take 1/0, yes/no, on/off as well as true/false.
+                ("WARREN_NO_HTTP", "1".into()),
                 ("WARREN_LOG_LEVEL", "warn".into()),
             ],
             &[],
@@ -331,7 +355,7 @@ async fn no_http_and_log_level_from_the_environment() {
         .await;
         assert!(
             !port_open(http_port).await,
-            "HTTP API listening on {http_port} despite WARREN_NO_HTTP=true"
+            "HTTP API listening on {http_port} despite WARREN_NO_HTTP=1"
         );
         let log = broker.log();
         assert!(
@@ -377,6 +401,22 @@ async fn default_memory_watermark_is_four_tenths_of_ram() {
         )
         .await;
         assert_eq!(broker.memory_limit(), 0);
+        drop(broker);
+        // A size with a unit.
+        let dir2 = tempfile::tempdir().expect("temp dir");
+        let broker = EnvBroker::start(
+            dir2.path(),
+            &[
+                (
+                    "WARREN_DATA_DIR",
+                    dir2.path().join("data").display().to_string(),
+                ),
+                ("WARREN_MEMORY_HIGH_WATERMARK", "64MiB".into()),
+            ],
+            &["--no-http"],
+        )
+        .await;
+        assert_eq!(broker.memory_limit(), 64 << 20);
     })
     .await
 }

@@ -11,6 +11,7 @@ use base64::Engine;
 use md5::Md5;
 use rand::RngCore;
 use sha2::{Digest, Sha256, Sha512};
+use subtle::ConstantTimeEq;
 
 /// A hashing algorithm, named as RabbitMQ names its module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -110,13 +111,8 @@ pub(crate) fn verify(algorithm: HashingAlgorithm, hash: &str, password: &str) ->
     }
     let (salt, digest) = bytes.split_at(SALT_LEN);
     let expected = algorithm.digest(salt, password.as_bytes());
-    // Constant-time comparison: no early exit on the first differing byte.
-    expected.len() == digest.len()
-        && expected
-            .iter()
-            .zip(digest)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    // Constant time: no early exit on the first differing byte.
+    expected.as_slice().ct_eq(digest).into()
 }
 
 #[cfg(test)]

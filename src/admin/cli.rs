@@ -5,6 +5,7 @@
 //! the broker validates it against its own state and plans or applies it.
 //! Exit codes: 0 done (or nothing to change), 2 `plan` found changes, 1 error.
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -231,17 +232,16 @@ async fn call(req: reqwest::RequestBuilder, api: &ApiArgs, url: &str) -> Result<
     )))
 }
 
+/// What a URL path segment keeps as it is: RFC 3986's unreserved characters.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes a vhost name for a URL path segment (`/` is `%2F`).
 fn encode_segment(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 #[cfg(test)]

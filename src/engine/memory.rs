@@ -47,19 +47,26 @@ pub(crate) async fn cleared() {
     }
 }
 
-/// The high watermark for `fraction` of this machine's memory (RabbitMQ's
-/// `vm_memory_high_watermark` is 0.4 by default).
+/// The memory this process may use: the machine's, or its cgroup's limit
+/// when that is lower (a container's memory limit). 0 when unknown.
+pub(crate) fn total() -> u64 {
+    let Ok(mut system) = sysinfo::System::new() else {
+        return 0;
+    };
+    system.refresh_memory();
+    let host = system.total_memory();
+    match system.cgroup_limits() {
+        Some(cgroup) if cgroup.total_memory > 0 && cgroup.total_memory < host => {
+            cgroup.total_memory
+        }
+        _ => host,
+    }
+}
+
+/// The high watermark for `fraction` of the memory this process may use
+/// (RabbitMQ's `vm_memory_high_watermark` is 0.4 by default).
 pub(crate) fn fraction_of_total(fraction: f64) -> usize {
-    let total = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<usize>().ok())
-        })
-        .map_or(0, |kb| kb * 1024);
-    (total as f64 * fraction) as usize
+    (total() as f64 * fraction) as usize
 }
 
 /// One holder's share of the counter (a message, a body being received),
