@@ -2,7 +2,9 @@
 # The project's single test command (also what CI runs):
 #   1. installs amqp-tools (amqp-publish / amqp-consume) if missing,
 #   2. creates .venv and installs the pinned Python test dependencies,
-#   3. builds the workspace and runs the Rust test suites,
+#   3. checks formatting (cargo fmt --check) and lints (cargo clippy -D warnings),
+#      builds the workspace and runs the Rust test suites (tests/layering.rs
+#      among them: the layer rules of docs/ARCHITECTURE.md),
 #   4. runs the Python interop suite (tests/python) against target/debug/warren.
 # Extra arguments are passed to pytest, e.g. `scripts/test.sh -k topic`.
 # Environment: PYTEST_WORKERS (default 4) sets pytest-xdist's worker count.
@@ -43,6 +45,12 @@ fi
 "$PY" -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 
 # ---------------------------------------------------------------- Rust
+section "cargo fmt --check"
+cargo fmt --all --check
+
+section "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
 section "cargo build --workspace"
 cargo build --workspace
 
