@@ -68,7 +68,18 @@ fn imports(files: &BTreeMap<String, String>) -> Vec<Import> {
     let mut out = Vec::new();
     for (file, text) in files {
         let module = module_of(file);
-        for (i, raw) in text.lines().enumerate() {
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, raw) in lines.iter().enumerate() {
+            // A file's unit tests (`#[cfg(test)] mod tests`, at its end) are
+            // not part of the product's structure, and `super` means the
+            // file itself there.
+            if raw.trim() == "#[cfg(test)]"
+                && lines
+                    .get(i + 1)
+                    .is_some_and(|next| next.starts_with("mod "))
+            {
+                break;
+            }
             let code = match raw.find("//") {
                 Some(at) => &raw[..at],
                 None => raw,

@@ -15,8 +15,7 @@ use amq_protocol::types::FieldTable;
 use parking_lot::Mutex;
 use rand::distr::{Alphanumeric, SampleString};
 
-use crate::engine::queue::{Queue, QueueConfig};
-use crate::engine::vhost::VHost;
+use crate::engine::queue::{Queue, QueueConfig, QueueOwner};
 
 /// The pseudo-queue clients consume from and name in `reply_to`.
 pub(crate) const QUEUE: &str = "amq.rabbitmq.reply-to";
@@ -30,8 +29,14 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// Makes the private queue of a new reply consumer on `connection`.
-    pub(crate) fn create(&self, vhost: &Arc<VHost>, connection: u64) -> Arc<Queue> {
+    /// Makes the private queue of a new reply consumer on `connection`, in
+    /// the vhost `owner` (named `vhost`).
+    pub(crate) fn create<O: QueueOwner + 'static>(
+        &self,
+        vhost: Arc<str>,
+        owner: &Arc<O>,
+        connection: u64,
+    ) -> Arc<Queue> {
         let name: Arc<str> = Arc::from(format!(
             "{PREFIX}{}",
             Alphanumeric.sample_string(&mut rand::rng(), 32)
@@ -39,14 +44,14 @@ impl Registry {
         let queue = Queue::new(
             QueueConfig {
                 name: name.clone(),
-                vhost: vhost.name.clone(),
+                vhost,
                 durable: false,
                 exclusive_owner: Some(connection),
                 auto_delete: false,
                 arguments: FieldTable::default(),
             },
             None,
-            Arc::downgrade(vhost) as Weak<dyn crate::engine::queue::QueueOwner>,
+            Arc::downgrade(owner) as Weak<dyn QueueOwner>,
         );
         self.queues.lock().insert(name, Arc::downgrade(&queue));
         queue

@@ -183,10 +183,11 @@ impl Channel {
         };
         let queue = match found {
             Some(queue) => queue,
-            None => session
-                .vhost
-                .reply_to
-                .create(&session.vhost, session.handle.id),
+            None => session.vhost.reply_to.create(
+                session.vhost.name.clone(),
+                &session.vhost,
+                session.handle.id,
+            ),
         };
         let consumer = Consumer::new(
             ShortString::from(tag.clone()),
