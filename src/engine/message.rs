@@ -177,8 +177,16 @@ impl Message {
         ))
     }
 
-    /// Appends the content header and body frames of this message on `channel`.
-    pub(crate) fn encode_content(&self, out: &mut Vec<u8>, channel: u16, frame_max: u32) {
+    /// Appends `method` (a deliver, get-ok or return) and this message's
+    /// content header and body frames on `channel`, contiguous.
+    pub(crate) fn encode(
+        &self,
+        out: &mut Vec<u8>,
+        channel: u16,
+        method: amq_protocol::protocol::AMQPClass,
+        frame_max: u32,
+    ) {
+        frame::push_method(out, channel, method);
         frame::push_raw_header(out, channel, self.properties.raw());
         frame::push_body(out, channel, &self.body, frame_max);
     }

@@ -492,6 +492,16 @@ pub(crate) fn value_as_i64(value: &AMQPValue) -> Option<i64> {
     }
 }
 
+/// A table of these fields, for tests.
+#[cfg(test)]
+pub(crate) fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in pairs {
+        t.insert((*k).into(), v.clone());
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,8 +44,9 @@ pub(crate) struct UserRecord {
     pub(crate) loopback_only: Option<bool>,
 }
 
-/// Tags as a list, or RabbitMQ's older comma-separated string.
-fn tags<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+/// Tags as a list, or RabbitMQ's older comma-separated string (shared with
+/// the definitions format, which reads them the same way).
+pub(crate) fn tags<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Tags {

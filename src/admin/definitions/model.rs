@@ -9,7 +9,7 @@
 //! `password`, hashed when it is loaded.
 
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
 /// A whole definitions document.
@@ -68,7 +68,7 @@ pub(crate) struct UserDef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) hashing_algorithm: Option<String>,
     /// A list, or RabbitMQ's older comma-separated string.
-    #[serde(default, deserialize_with = "tags")]
+    #[serde(default, deserialize_with = "crate::store::access::tags")]
     pub(crate) tags: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) limits: Option<Map<String, Value>>,
@@ -76,25 +76,6 @@ pub(crate) struct UserDef {
     /// (default: guest only, unless `--guest-remote`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) loopback_only: Option<bool>,
-}
-
-fn tags<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Tags {
-        List(Vec<String>),
-        Text(String),
-    }
-    Ok(match Option::<Tags>::deserialize(d)? {
-        None => Vec::new(),
-        Some(Tags::List(list)) => list,
-        Some(Tags::Text(text)) => text
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_string)
-            .collect(),
-    })
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

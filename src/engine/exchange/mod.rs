@@ -135,15 +135,9 @@ fn positive(value: &AMQPValue) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::field::table;
     use amq_protocol::types::LongString;
 
-    fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
-        let mut t = FieldTable::default();
-        for (k, v) in pairs {
-            t.insert((*k).into(), v.clone());
-        }
-        t
-    }
 
     #[test]
     fn plugin_types_resolve_with_their_texts() {

@@ -195,15 +195,9 @@ pub(crate) fn check_queue_type(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::field::table;
     use amq_protocol::types::LongString;
 
-    fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
-        let mut t = FieldTable::default();
-        for (k, v) in pairs {
-            t.insert((*k).into(), v.clone());
-        }
-        t
-    }
 
     #[test]
     fn parses_arguments_of_any_integer_width() {

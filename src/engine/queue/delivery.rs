@@ -17,7 +17,6 @@ use parking_lot::Mutex;
 use crate::engine::queue::consumer::Consumer;
 use crate::engine::queue::{Queue, QueuedMessage};
 use crate::protocol::error::AmqpError;
-use crate::protocol::frame;
 use crate::store::SyncListener;
 
 /// Where frames for one client go: its connection's outbox. The network
@@ -124,7 +123,7 @@ impl DeliveryChannel {
         let frame_max = self.conn.frame_max;
         let channel = self.id;
         let sent = self.conn.try_send(queue, |out| {
-            frame::push_method(
+            message.message.encode(
                 out,
                 channel,
                 AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
@@ -134,8 +133,8 @@ impl DeliveryChannel {
                     exchange: message.message.exchange.clone(),
                     routing_key: message.message.routing_key.clone(),
                 })),
+                frame_max,
             );
-            message.message.encode_content(out, channel, frame_max);
         });
         if !sent {
             return Err(message);
@@ -169,7 +168,7 @@ impl DeliveryChannel {
         let frame_max = self.conn.frame_max;
         let channel = self.id;
         self.conn.send(|out| {
-            frame::push_method(
+            message.message.encode(
                 out,
                 channel,
                 AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
@@ -179,8 +178,8 @@ impl DeliveryChannel {
                     routing_key: message.message.routing_key.clone(),
                     message_count: remaining,
                 })),
+                frame_max,
             );
-            message.message.encode_content(out, channel, frame_max);
         });
         if !no_ack {
             track(

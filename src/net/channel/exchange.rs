@@ -18,7 +18,6 @@ impl Channel {
         method: exchange::AMQPMethod,
     ) -> Result<(), AmqpError> {
         let vhost = session.vhost.clone();
-        let conn = session.handle.id;
         let reply = |nowait: bool, ok: exchange::AMQPMethod| {
             if !nowait {
                 session.send_method(self.id, AMQPClass::Exchange(ok));
@@ -56,27 +55,25 @@ impl Channel {
             }
             exchange::AMQPMethod::Bind(b) => {
                 let destination = Destination::Exchange(Arc::from(b.destination.as_str()));
-                let (source, key) = (b.source.as_str(), b.routing_key.as_str());
-                session.perms.bind(&*vhost, source, &destination, key)?;
-                vhost.bind(
-                    b.source.as_str(),
+                self.change_binding(
+                    session,
+                    true,
+                    &b.source,
                     destination,
-                    b.routing_key.as_str(),
+                    &b.routing_key,
                     &b.arguments,
-                    conn,
                 )?;
                 reply(b.nowait, exchange::AMQPMethod::BindOk(exchange::BindOk {}));
             }
             exchange::AMQPMethod::Unbind(b) => {
                 let destination = Destination::Exchange(Arc::from(b.destination.as_str()));
-                let (source, key) = (b.source.as_str(), b.routing_key.as_str());
-                session.perms.bind(&*vhost, source, &destination, key)?;
-                vhost.unbind(
-                    b.source.as_str(),
+                self.change_binding(
+                    session,
+                    false,
+                    &b.source,
                     destination,
-                    b.routing_key.as_str(),
+                    &b.routing_key,
                     &b.arguments,
-                    conn,
                 )?;
                 reply(
                     b.nowait,

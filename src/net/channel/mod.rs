@@ -26,8 +26,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use amq_protocol::protocol::{access, channel as chan, confirm, AMQPClass};
-use amq_protocol::types::ShortString;
+use amq_protocol::types::{FieldTable, ShortString};
 use tracing::debug;
+use warren_routing::Destination;
 
 use crate::engine::publish::Router;
 use crate::engine::queue::consumer::Consumer;
@@ -251,6 +252,31 @@ impl Channel {
             }
             chan::AMQPMethod::FlowOk(_) => Ok(false),
             chan::AMQPMethod::Open(_) | chan::AMQPMethod::OpenOk(_) => Err(unexpected()),
+        }
+    }
+}
+
+impl Channel {
+    /// queue.bind / exchange.bind (`bind`) or their unbinds: write permission
+    /// on the destination, read on the source (and the topic permission),
+    /// then the vhost.
+    fn change_binding(
+        &self,
+        session: &Session,
+        bind: bool,
+        source: &ShortString,
+        destination: Destination,
+        routing_key: &ShortString,
+        arguments: &FieldTable,
+    ) -> Result<(), AmqpError> {
+        let vhost = &session.vhost;
+        let (source, key) = (source.as_str(), routing_key.as_str());
+        session.perms.bind(&**vhost, source, &destination, key)?;
+        let conn = session.handle.id;
+        if bind {
+            vhost.bind(source, destination, key, arguments, conn)
+        } else {
+            vhost.unbind(source, destination, key, arguments, conn)
         }
     }
 }

@@ -25,7 +25,6 @@ use crate::engine::reply_to;
 use crate::protocol::constants::{BASIC, BASIC_PUBLISH};
 use crate::protocol::content::ContentHeader;
 use crate::protocol::error::{AmqpError, MethodError};
-use crate::protocol::frame;
 use crate::store::SyncWaiter;
 
 /// RabbitMQ's default max_message_size.
@@ -289,7 +288,7 @@ impl Channel {
             let id = self.id;
             let message = published.message;
             session.handle.send(|out| {
-                frame::push_method(
+                message.encode(
                     out,
                     id,
                     AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
@@ -298,8 +297,8 @@ impl Channel {
                         exchange: message.exchange.clone(),
                         routing_key: message.routing_key.clone(),
                     })),
+                    frame_max,
                 );
-                message.encode_content(out, id, frame_max);
             });
         }
         Ok(published.outcome)

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use amq_protocol::protocol::{queue as q, AMQPClass};
-use amq_protocol::types::{FieldTable, ShortString};
+use amq_protocol::types::ShortString;
 use rand::distr::{Alphanumeric, SampleString};
 use warren_routing::Destination;
 
@@ -35,11 +35,12 @@ impl Channel {
             q::AMQPMethod::Declare(d) => self.queue_declare(session, d),
             q::AMQPMethod::Bind(b) => {
                 let name = self.queue_name(&b.queue)?;
-                self.queue_binding(
+                let destination = Destination::Queue(Arc::from(name.as_str()));
+                self.change_binding(
                     session,
                     true,
-                    &name,
                     &b.exchange,
+                    destination,
                     &b.routing_key,
                     &b.arguments,
                 )?;
@@ -53,11 +54,12 @@ impl Channel {
             }
             q::AMQPMethod::Unbind(b) => {
                 let name = self.queue_name(&b.queue)?;
-                self.queue_binding(
+                let destination = Destination::Queue(Arc::from(name.as_str()));
+                self.change_binding(
                     session,
                     false,
-                    &name,
                     &b.exchange,
+                    destination,
                     &b.routing_key,
                     &b.arguments,
                 )?;
@@ -132,29 +134,6 @@ impl Channel {
             self.send(session, ok(name, messages, consumers));
         }
         Ok(())
-    }
-
-    /// queue.bind (`bind`) or queue.unbind: write permission on the queue,
-    /// read on the exchange (and the topic permission), then the vhost.
-    fn queue_binding(
-        &mut self,
-        session: &mut Session,
-        bind: bool,
-        queue: &str,
-        exchange: &ShortString,
-        routing_key: &ShortString,
-        arguments: &FieldTable,
-    ) -> Result<(), AmqpError> {
-        let vhost = session.vhost.clone();
-        let destination = Destination::Queue(Arc::from(queue));
-        let (source, key) = (exchange.as_str(), routing_key.as_str());
-        session.perms.bind(&*vhost, source, &destination, key)?;
-        let conn = session.handle.id;
-        if bind {
-            vhost.bind(source, destination, key, arguments, conn)
-        } else {
-            vhost.unbind(source, destination, key, arguments, conn)
-        }
     }
 
     /// queue.purge: drops the ready messages (unacked ones stay).
