@@ -160,26 +160,7 @@ async fn tune_and_open(c: &mut RawClient) {
 }
 
 async fn tune_and_open_with(c: &mut RawClient, heartbeat: u16) {
-    c.write(&method(
-        0,
-        AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
-            channel_max: 16,
-            frame_max: 131_072,
-            heartbeat,
-        })),
-    ))
-    .await;
-    c.write(&method(
-        0,
-        AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
-            virtual_host: "/".into(),
-        })),
-    ))
-    .await;
-    match c.expect_method().await {
-        (0, AMQPClass::Connection(connection::AMQPMethod::OpenOk(_))) => {}
-        other => panic!("expected open-ok, got {other:?}"),
-    }
+    c.tune_ok_and_open(16, 131_072, heartbeat).await;
 }
 
 /// Client properties announcing the capabilities these tests rely on.
@@ -875,7 +856,7 @@ async fn unfinished_bodies_count_against_the_memory_alarm() {
         // Another client that does not publish is served meanwhile.
         let mut other = RawClient::open(&broker.addr(), 131_072).await;
         other.open_channel(1).await;
-        other.write(&method(1, raw_declare(&q))).await;
+        other.write(&method(1, queue_declare(&q))).await;
         let (_, m) = other.expect_method().await;
         assert!(
             matches!(m, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_))),
@@ -892,13 +873,6 @@ async fn unfinished_bodies_count_against_the_memory_alarm() {
     .await;
 }
 
-fn raw_declare(name: &str) -> AMQPClass {
-    AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
-        queue: name.into(),
-        ..Default::default()
-    }))
-}
-
 #[tokio::test]
 async fn one_byte_body_frames_cost_about_their_bytes() {
     within_for(Duration::from_secs(120), async {
@@ -910,7 +884,7 @@ async fn one_byte_body_frames_cost_about_their_bytes() {
         let q = unique("one-byte");
         let mut c = RawClient::open(&broker.addr(), 4096).await;
         c.open_channel(1).await;
-        c.write(&method(1, raw_declare(&q))).await;
+        c.write(&method(1, queue_declare(&q))).await;
         c.expect_method().await;
         const SIZE: usize = 2_000_000;
         let mut start = publish_frame(1, "", &q, false);
@@ -974,7 +948,7 @@ async fn memory_is_given_back_once_a_backlog_drains() {
         let q = unique("backlog");
         let mut c = RawClient::open(&broker.addr(), 131_072).await;
         c.open_channel(1).await;
-        c.write(&method(1, raw_declare(&q))).await;
+        c.write(&method(1, queue_declare(&q))).await;
         c.expect_method().await;
         let before = rss(pid);
         const COUNT: usize = 200_000;

@@ -201,26 +201,7 @@ impl RawClient {
             (0, AMQPClass::Connection(connection::AMQPMethod::Tune(t))) => t,
             other => panic!("expected connection.tune, got {other:?}"),
         };
-        c.write(&method(
-            0,
-            AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
-                channel_max: tune.channel_max,
-                frame_max,
-                heartbeat: 0,
-            })),
-        ))
-        .await;
-        c.write(&method(
-            0,
-            AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
-                virtual_host: "/".into(),
-            })),
-        ))
-        .await;
-        match c.expect_method().await {
-            (0, AMQPClass::Connection(connection::AMQPMethod::OpenOk(_))) => {}
-            other => panic!("expected connection.open-ok, got {other:?}"),
-        }
+        c.tune_ok_and_open(tune.channel_max, frame_max, 0).await;
         c
     }
 
@@ -233,6 +214,30 @@ impl RawClient {
 
     pub fn set_read_timeout(&mut self, limit: Duration) {
         self.read_timeout = limit;
+    }
+
+    /// Answers connection.tune with these values, opens vhost `/` and waits for open-ok.
+    pub async fn tune_ok_and_open(&mut self, channel_max: u16, frame_max: u32, heartbeat: u16) {
+        self.write(&method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
+                channel_max,
+                frame_max,
+                heartbeat,
+            })),
+        ))
+        .await;
+        self.write(&method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
+                virtual_host: "/".into(),
+            })),
+        ))
+        .await;
+        match self.expect_method().await {
+            (0, AMQPClass::Connection(connection::AMQPMethod::OpenOk(_))) => {}
+            other => panic!("expected connection.open-ok, got {other:?}"),
+        }
     }
 
     pub async fn write(&mut self, bytes: &[u8]) {

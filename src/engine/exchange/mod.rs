@@ -138,7 +138,6 @@ mod tests {
     use crate::protocol::field::table;
     use amq_protocol::types::LongString;
 
-
     #[test]
     fn plugin_types_resolve_with_their_texts() {
         let delayed = table(&[(

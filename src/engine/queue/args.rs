@@ -198,7 +198,6 @@ mod tests {
     use crate::protocol::field::table;
     use amq_protocol::types::LongString;
 
-
     #[test]
     fn parses_arguments_of_any_integer_width() {
         let t = table(&[
