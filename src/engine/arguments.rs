@@ -119,7 +119,17 @@ pub(crate) fn validate_queue_arguments(
                     Ok(v)
                 }
             }),
-            "x-dead-letter-exchange" => string_arg(value).map(|_| 0),
+            "x-dead-letter-exchange" => match string_arg(value) {
+                Ok(_) => Ok(0),
+                // RabbitMQ words this one differently.
+                Err(_) => {
+                    return Err(AmqpError::PreconditionFailed(format!(
+                        "invalid type '{}' for arg '{key}' in {}",
+                        type_name(value),
+                        in_vhost("queue", name, vhost)
+                    )))
+                }
+            },
             "x-dead-letter-routing-key" => string_arg(value).and_then(|_| {
                 if args.inner().contains_key("x-dead-letter-exchange") {
                     Ok(0)
@@ -161,9 +171,10 @@ pub(crate) fn validate_queue_arguments(
     Ok(())
 }
 
+/// An integer argument; RabbitMQ 3.10's text for another type (quotes included).
 fn int_arg(value: &AMQPValue) -> Result<i64, String> {
     warren_routing::value::as_integer(value)
-        .ok_or_else(|| format!("{{unacceptable_type,{}}}", type_name(value)))
+        .ok_or_else(|| format!("\"expected integer, got {}\"", type_name(value)))
 }
 
 fn string_arg(value: &AMQPValue) -> Result<&str, String> {

@@ -539,25 +539,40 @@ impl VHost {
         )
     }
 
-    /// Deletes a queue (missing is fine); returns its ready count.
+    /// Deletes a queue (missing is fine) for queue.delete; returns its ready
+    /// count and the consumers it had, whose clients the caller tells
+    /// (basic.cancel) once it has answered delete-ok, in RabbitMQ's order.
     pub(crate) fn delete_queue(
         &self,
         name: &str,
         connection: u64,
         if_unused: bool,
         if_empty: bool,
-    ) -> Result<u32, AmqpError> {
+    ) -> Result<(u32, Vec<Arc<Consumer>>), AmqpError> {
         let queue = match self.queue(name, connection) {
             Ok(queue) => queue,
-            Err(AmqpError::NotFound(_)) => return Ok(0),
+            Err(AmqpError::NotFound(_)) => return Ok((0, Vec::new())),
             Err(e) => return Err(e),
         };
         queue.check_delete(if_unused, if_empty)?;
-        Ok(self.remove_queue(&queue))
+        Ok(self.take_queue(&queue).unwrap_or_default())
     }
 
-    /// Removes a queue unconditionally (exclusive owner gone, auto-delete, queue.delete).
+    /// Removes a queue unconditionally (exclusive owner gone, auto-delete,
+    /// `x-expires`) and cancels its consumers; returns its ready count.
     pub(crate) fn remove_queue(&self, queue: &Arc<Queue>) -> u32 {
+        let Some((count, consumers)) = self.take_queue(queue) else {
+            return 0;
+        };
+        for consumer in consumers {
+            notify_cancel(&consumer);
+        }
+        count
+    }
+
+    /// Takes a queue out of the vhost (and the store); returns its ready
+    /// count and its consumers, not told yet. None if it was already gone.
+    fn take_queue(&self, queue: &Arc<Queue>) -> Option<(u32, Vec<Arc<Consumer>>)> {
         let removed = self.update(|snap| {
             let Some(current) = snap.queues.get(queue.name()) else {
                 return Ok(false);
@@ -581,13 +596,9 @@ impl VHost {
             Ok(true)
         });
         if !matches!(removed, Ok(true)) {
-            return 0;
+            return None;
         }
-        let (count, consumers) = queue.delete();
-        for consumer in consumers {
-            notify_cancel(&consumer);
-        }
-        count
+        Some(queue.delete())
     }
 
     pub(crate) fn bind(

@@ -368,13 +368,6 @@ impl Connection {
         if channel_id == 0 {
             return self.handle_channel_zero(frame);
         }
-        if channel_id > self.channel_max {
-            return Err(AmqpError::ChannelError(format!(
-                "channel {channel_id} is beyond channel_max {}",
-                self.channel_max
-            ))
-            .into());
-        }
         let (class_id, method_id) = match &frame {
             Frame::Method {
                 class_id,
@@ -390,6 +383,18 @@ impl Connection {
             None => {
                 if let Frame::Method { method, .. } = &frame {
                     if let AMQPClass::Channel(chan::AMQPMethod::Open(_)) = **method {
+                        // As RabbitMQ: channel_max bounds how many channels
+                        // are open, whatever their numbers.
+                        if channels.len() >= usize::from(self.channel_max) {
+                            return Err(MethodError::on(
+                                AmqpError::NotAllowed(format!(
+                                    "number of channels opened ({}) has reached the negotiated channel_max ({})",
+                                    channels.len(),
+                                    self.channel_max
+                                )),
+                                CHANNEL_OPEN,
+                            ));
+                        }
                         let channel = Channel::open(channel_id, session);
                         channels.insert(channel_id, channel);
                         self.broker.stats.channels.fetch_add(1, Ordering::Relaxed);

@@ -374,6 +374,14 @@ impl Queue {
             self.track_deadline(&mut st, expires_at, seq, level, own_ttl);
         }
         self.dispatch_locked(&mut st);
+        if expires_at != NEVER && expires_at <= st.publish_clock {
+            // TTL 0 that no consumer took at once: gone now, as in RabbitMQ,
+            // not when the timer comes round.
+            if let Some(index) = st.ready.find(level, seq) {
+                let ready = st.ready.take(level, index);
+                self.discard(&mut st, ready, Reason::Expired);
+            }
+        }
         st.publish_clock = 0;
         self.drop_head(&mut st);
         self.unlock(st);
@@ -496,11 +504,15 @@ impl Queue {
                 self.page_in(st, level);
             }
             let ready = st.ready.pop_front(level)?;
+            // During a publish's dispatch the publish's own clock decides, so
+            // a message with TTL 0 reaches a waiting consumer; otherwise a
+            // deadline that is now has passed (TTL 0 is never fetched later).
             let clock = st.publish_clock;
-            if ready.expires_at != NEVER
-                && ready.expires_at
-                    < *now.get_or_insert_with(|| if clock != 0 { clock } else { now_ms() })
-            {
+            let expired = match clock {
+                0 => ready.expires_at <= *now.get_or_insert_with(now_ms),
+                clock => ready.expires_at < clock,
+            };
+            if ready.expires_at != NEVER && expired {
                 self.discard(st, ready, Reason::Expired);
                 continue;
             }

@@ -12,7 +12,7 @@ use warren_routing::Destination;
 use super::{unexpected, Channel, Session};
 use crate::access::permissions::{Perm, Resource};
 use crate::engine::reply_to;
-use crate::engine::vhost::QueueDeclare;
+use crate::engine::vhost::{notify_cancel, QueueDeclare};
 use crate::protocol::error::AmqpError;
 
 impl Channel {
@@ -158,7 +158,7 @@ impl Channel {
         session
             .perms
             .check(Perm::Configure, Resource::Queue, &name)?;
-        let count =
+        let (count, consumers) =
             session
                 .vhost
                 .delete_queue(&name, session.handle.id, d.if_unused, d.if_empty)?;
@@ -172,6 +172,10 @@ impl Channel {
                     message_count: count,
                 })),
             );
+        }
+        // As RabbitMQ: delete-ok first, then the consumers' basic.cancel.
+        for consumer in &consumers {
+            notify_cancel(consumer);
         }
         Ok(())
     }
