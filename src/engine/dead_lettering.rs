@@ -103,7 +103,6 @@ fn publish(vhost: &VHost, queue: &Arc<Queue>, mut letters: Vec<DeadLetter>, rout
             &exchange,
             routing_key.as_deref(),
             now,
-            queue.args().counts_deliveries(),
         );
         let targets = router.collect(&snap, vhost, &exchange, &keys, &dead);
         if letter.reason != Reason::Rejected {
@@ -157,8 +156,7 @@ fn load_paged(queue: &Queue, letters: &mut [DeadLetter]) {
     }
 }
 
-/// Builds the dead-lettered copy of `message` (from a queue that adds
-/// `x-delivery-count` when `counted_deliveries`), the routing keys to route it
+/// Builds the dead-lettered copy of `message`, the routing keys to route it
 /// with (`rabbit_dead_letter:make_msg` in RabbitMQ 3.10) and the (queue,
 /// reason) of its deaths, most recent first.
 pub(crate) fn make_message(
@@ -168,16 +166,10 @@ pub(crate) fn make_message(
     dead_letter_exchange: &str,
     dead_letter_routing_key: Option<&str>,
     now_secs: u64,
-    counted_deliveries: bool,
 ) -> (Message, Vec<String>, Vec<Death>) {
     // Published with its routing key and CC keys (BCC keys were removed).
     let (original_keys, _) = routing_keys(message);
     let mut map = rebuild::headers_map(message);
-    if counted_deliveries {
-        // The queue's own annotation: RabbitMQ 3.10's dead letters do not
-        // carry it (x-death has the story).
-        map.remove("x-delivery-count");
-    }
     let long = |s: &str| AMQPValue::LongString(LongString::from(s));
     let mut info: BTreeMap<ShortString, AMQPValue> = BTreeMap::new();
     info.insert("reason".into(), long(reason.as_str()));
@@ -338,7 +330,7 @@ mod tests {
     #[test]
     fn first_death_as_rabbitmq_writes_it() {
         let m = message(None, Some("50"));
-        let (dead, keys, _) = make_message(&m, Reason::Expired, "q", "dlx", None, 1000, false);
+        let (dead, keys, _) = make_message(&m, Reason::Expired, "q", "dlx", None, 1000);
         assert_eq!(keys, vec!["rk".to_string()]);
         assert_eq!(dead.exchange.as_str(), "dlx");
         assert_eq!(dead.routing_key.as_str(), "rk");
@@ -368,9 +360,9 @@ mod tests {
     #[test]
     fn same_queue_and_reason_counts_up_and_moves_first() {
         let m = message(None, None);
-        let (d1, _, _) = make_message(&m, Reason::Rejected, "a", "x", None, 1, false);
-        let (d2, _, _) = make_message(&d1, Reason::Rejected, "b", "x", None, 2, false);
-        let (d3, _, deaths) = make_message(&d2, Reason::Rejected, "a", "x", None, 3, false);
+        let (d1, _, _) = make_message(&m, Reason::Rejected, "a", "x", None, 1);
+        let (d2, _, _) = make_message(&d1, Reason::Rejected, "b", "x", None, 2);
+        let (d3, _, deaths) = make_message(&d2, Reason::Rejected, "a", "x", None, 3);
         let a = death(&d3, 0);
         assert_eq!(a.get("queue").and_then(value_as_str), Some("a"));
         assert_eq!(a.get("count"), Some(&AMQPValue::LongLongInt(2)));
@@ -390,10 +382,10 @@ mod tests {
             )])),
         );
         let m = message(Some(h), None);
-        let (dead, keys, _) = make_message(&m, Reason::Rejected, "q", "dlx", None, 0, false);
+        let (dead, keys, _) = make_message(&m, Reason::Rejected, "q", "dlx", None, 0);
         assert_eq!(keys, vec!["rk".to_string(), "cc1".to_string()]);
         assert!(dead.headers().unwrap().contains_key("CC"));
-        let (dead, keys, _) = make_message(&m, Reason::Rejected, "q", "dlx", Some("dk"), 0, false);
+        let (dead, keys, _) = make_message(&m, Reason::Rejected, "q", "dlx", Some("dk"), 0);
         assert_eq!(keys, vec!["dk".to_string()]);
         assert_eq!(dead.routing_key.as_str(), "dk");
         assert!(!dead.headers().unwrap().contains_key("CC"));

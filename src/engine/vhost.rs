@@ -651,31 +651,17 @@ impl VHost {
         arguments: &FieldTable,
         connection: u64,
     ) -> Result<(), AmqpError> {
-        if source.is_empty() || matches!(&destination, Destination::Exchange(x) if x.is_empty()) {
-            return Err(AmqpError::AccessRefused(
-                "operation not permitted on the default exchange".into(),
-            ));
-        }
+        refuse_default_exchange(source, &destination)?;
         let exists = self.snapshot().topology.exchange(source).is_some_and(|x| {
             x.bindings()
                 .iter()
                 .any(|(d, k, a)| d == &destination && &**k == routing_key && a == arguments)
         });
         if !exists {
-            // RabbitMQ answers unbind-ok for a binding that does not exist, even
-            // on another connection's exclusive queue; only missing ends are 404.
-            return match &destination {
-                Destination::Queue(q) if !self.snapshot().queues.contains_key(&**q) => {
-                    Err(self.no_queue(q))
-                }
-                Destination::Exchange(x) if !self.snapshot().exchanges.contains_key(&**x) => {
-                    Err(self.no_exchange(x))
-                }
-                _ if !self.snapshot().exchanges.contains_key(source) => {
-                    Err(self.no_exchange(source))
-                }
-                _ => Ok(()),
-            };
+            // RabbitMQ 3.10 answers unbind-ok for a binding that does not
+            // exist, whether or not its exchange or queue does (aio-pika's
+            // RPC unbinds a queue that auto-deleted a moment before).
+            return Ok(());
         }
         self.check_binding_ends(source, &destination, connection)?;
         self.update(|snap| {
@@ -703,29 +689,35 @@ impl VHost {
         destination: &Destination,
         connection: u64,
     ) -> Result<(), AmqpError> {
-        let default_exchange =
-            || AmqpError::AccessRefused("operation not permitted on the default exchange".into());
-        if source.is_empty() {
-            return Err(default_exchange());
+        refuse_default_exchange(source, destination)?;
+        // The source is checked first: RabbitMQ names a missing source even
+        // when the queue is missing or another connection's exclusive one.
+        if !self.snapshot().exchanges.contains_key(source) {
+            return Err(self.no_exchange(source));
         }
         match destination {
             Destination::Queue(q) => {
                 self.queue(q, connection)?;
             }
             Destination::Exchange(x) => {
-                if x.is_empty() {
-                    return Err(default_exchange());
-                }
                 if !self.snapshot().exchanges.contains_key(&**x) {
                     return Err(self.no_exchange(x));
                 }
             }
         }
-        if !self.snapshot().exchanges.contains_key(source) {
-            return Err(self.no_exchange(source));
-        }
         Ok(())
     }
+}
+
+/// The default exchange takes no bindings and loses none (403, before any
+/// other check, as in RabbitMQ).
+fn refuse_default_exchange(source: &str, destination: &Destination) -> Result<(), AmqpError> {
+    if source.is_empty() || matches!(destination, Destination::Exchange(x) if x.is_empty()) {
+        return Err(AmqpError::AccessRefused(
+            "operation not permitted on the default exchange".into(),
+        ));
+    }
+    Ok(())
 }
 
 impl VHost {

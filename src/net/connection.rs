@@ -34,8 +34,13 @@ use crate::protocol::constants::{BASIC_PUBLISH, CHANNEL_OPEN, CONNECTION};
 use crate::protocol::error::{AmqpError, MethodError};
 use crate::protocol::frame::{self, Frame};
 
-/// How long we wait for close-ok after sending connection.close.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// The longest a closed connection keeps its socket waiting for the client:
+/// for close-ok after our connection.close, or for the client to close the
+/// socket after our close-ok (RabbitMQ's `CLOSING_TIMEOUT`). A connection
+/// with heartbeats waits one heartbeat interval if that is shorter.
+const CLOSING_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the writer gets to flush the last frames once the connection is over.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Serves one client until it disconnects or the broker shuts down.
 pub(crate) async fn serve(
@@ -75,7 +80,7 @@ pub(crate) async fn serve(
             }
         }
         outbox.close_when_flushed();
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer_task).await;
+        let _ = tokio::time::timeout(FLUSH_TIMEOUT, writer_task).await;
         debug!("connection closed");
     }
     .instrument(span)
@@ -108,10 +113,22 @@ enum Unblocked {
     SocketGone,
 }
 
+/// What the read loop does after a frame.
+enum Next {
+    Continue,
+    /// The client sent connection.close (answered with close-ok).
+    ClientClosed,
+    /// The client sent close-ok: the connection is over.
+    Done,
+}
+
 /// How the read loop ended.
 enum Ending {
-    /// The client closed (close/close-ok exchanged) or the socket went away.
+    /// The socket went away, or the client answered our close.
     Done,
+    /// The client sent connection.close and got close-ok: closing the socket
+    /// is left to it, as in RabbitMQ (the side that receives close-ok closes).
+    ClientClosed,
     /// We must close with this error.
     Error(MethodError),
 }
@@ -175,6 +192,7 @@ impl Connection {
 
     /// After sending connection.close: discard frames until close-ok, EOF or a timeout.
     async fn await_close_ok(&mut self) {
+        let limit = self.closing_timeout();
         let wait = async {
             loop {
                 match frame::parse(&mut self.buf, self.frame_max) {
@@ -199,7 +217,41 @@ impl Connection {
                 }
             }
         };
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, wait).await;
+        let _ = tokio::time::timeout(limit, wait).await;
+    }
+
+    /// After our close-ok: discard anything until the client closes the
+    /// socket, the closing timeout passes or the broker shuts down.
+    async fn await_client_gone(&mut self) {
+        let limit = self.closing_timeout();
+        let mut shutdown = self.shutdown.clone();
+        let gone = async {
+            loop {
+                self.buf.clear();
+                if !self.fill().await {
+                    return;
+                }
+            }
+        };
+        let stopping = async move {
+            if !*shutdown.borrow_and_update() {
+                let _ = shutdown.changed().await;
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::timeout(limit, gone) => {}
+            _ = stopping => {}
+        }
+    }
+
+    /// RabbitMQ's rule: the heartbeat interval if there is one below 30 s, else 30 s.
+    fn closing_timeout(&self) -> Duration {
+        let heartbeat = Duration::from_secs(u64::from(self.heartbeat));
+        if heartbeat.is_zero() {
+            CLOSING_TIMEOUT
+        } else {
+            heartbeat.min(CLOSING_TIMEOUT)
+        }
     }
 
     /// The open connection: frames in, until close, error, EOF or shutdown.
@@ -228,8 +280,9 @@ impl Connection {
 
         let ending = loop {
             match self.process_buffer(&mut session, &mut channels) {
-                Ok(true) => {}
-                Ok(false) => break Ending::Done,
+                Ok(Next::Continue) => {}
+                Ok(Next::ClientClosed) => break Ending::ClientClosed,
+                Ok(Next::Done) => break Ending::Done,
                 Err(e) => break Ending::Error(e),
             }
             if self.outbox.over_limit() {
@@ -300,9 +353,13 @@ impl Connection {
         if let Some(task) = heartbeat_task {
             task.abort();
         }
-        if let Ending::Error(e) = ending {
-            self.send_close(&e);
-            self.await_close_ok().await;
+        match ending {
+            Ending::Done => {}
+            Ending::ClientClosed => self.await_client_gone().await,
+            Ending::Error(e) => {
+                self.send_close(&e);
+                self.await_close_ok().await;
+            }
         }
     }
 
@@ -334,22 +391,23 @@ impl Connection {
         outcome
     }
 
-    /// Handles every complete frame in the buffer. Ok(false) when the client closed.
+    /// Handles every complete frame in the buffer. What comes next: go on, or the connection is over.
     fn process_buffer(
         &mut self,
         session: &mut Session,
         channels: &mut HashMap<u16, Channel>,
-    ) -> Result<bool, MethodError> {
+    ) -> Result<Next, MethodError> {
         while let Some(frame) = frame::parse(&mut self.buf, self.frame_max)? {
-            if !self.handle_frame(session, channels, frame)? {
-                return Ok(false);
+            let next = self.handle_frame(session, channels, frame)?;
+            if !matches!(next, Next::Continue) {
+                return Ok(next);
             }
             if self.outbox.over_limit() {
                 // The rest waits until the client has read what it is owed.
                 break;
             }
         }
-        Ok(true)
+        Ok(Next::Continue)
     }
 
     fn handle_frame(
@@ -357,9 +415,9 @@ impl Connection {
         session: &mut Session,
         channels: &mut HashMap<u16, Channel>,
         frame: Frame,
-    ) -> Result<bool, MethodError> {
+    ) -> Result<Next, MethodError> {
         let channel_id = match &frame {
-            Frame::Heartbeat => return Ok(true),
+            Frame::Heartbeat => return Ok(Next::Continue),
             Frame::Method { channel, .. }
             | Frame::Header { channel, .. }
             | Frame::Body { channel, .. }
@@ -386,14 +444,13 @@ impl Connection {
                         // As RabbitMQ: channel_max bounds how many channels
                         // are open, whatever their numbers.
                         if channels.len() >= usize::from(self.channel_max) {
-                            return Err(MethodError::on(
-                                AmqpError::NotAllowed(format!(
-                                    "number of channels opened ({}) has reached the negotiated channel_max ({})",
-                                    channels.len(),
-                                    self.channel_max
-                                )),
-                                CHANNEL_OPEN,
-                            ));
+                            // (RabbitMQ names no method: class and method 0.)
+                            return Err(AmqpError::NotAllowed(format!(
+                                "number of channels opened ({}) has reached the negotiated channel_max ({})",
+                                channels.len(),
+                                self.channel_max
+                            ))
+                            .into());
                         }
                         let channel = Channel::open(channel_id, session);
                         channels.insert(channel_id, channel);
@@ -402,7 +459,7 @@ impl Connection {
                             channel_id,
                             AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {})),
                         );
-                        return Ok(true);
+                        return Ok(Next::Continue);
                     }
                 }
                 Err(MethodError::new(
@@ -430,12 +487,12 @@ impl Connection {
                     channels.remove(&channel_id);
                     self.broker.stats.channels.fetch_sub(1, Ordering::Relaxed);
                 }
-                Ok(true)
+                Ok(Next::Continue)
             }
         }
     }
 
-    fn handle_channel_zero(&mut self, frame: Frame) -> Result<bool, MethodError> {
+    fn handle_channel_zero(&mut self, frame: Frame) -> Result<Next, MethodError> {
         let Frame::Method {
             method,
             class_id,
@@ -454,11 +511,11 @@ impl Connection {
                     0,
                     AMQPClass::Connection(conn::AMQPMethod::CloseOk(conn::CloseOk {})),
                 );
-                Ok(false)
+                Ok(Next::ClientClosed)
             }
-            AMQPClass::Connection(conn::AMQPMethod::CloseOk(_)) => Ok(false),
+            AMQPClass::Connection(conn::AMQPMethod::CloseOk(_)) => Ok(Next::Done),
             AMQPClass::Connection(conn::AMQPMethod::Blocked(_))
-            | AMQPClass::Connection(conn::AMQPMethod::Unblocked(_)) => Ok(true),
+            | AMQPClass::Connection(conn::AMQPMethod::Unblocked(_)) => Ok(Next::Continue),
             AMQPClass::Connection(conn::AMQPMethod::UpdateSecret(_)) => {
                 self.send(
                     0,
@@ -466,7 +523,7 @@ impl Connection {
                         conn::UpdateSecretOk {},
                     )),
                 );
-                Ok(true)
+                Ok(Next::Continue)
             }
             _ => Err(MethodError::new(
                 AmqpError::ChannelError("unexpected method in connection state running".into()),

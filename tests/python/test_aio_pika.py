@@ -129,10 +129,6 @@ def test_rpc_pattern(broker):
     run(main())
 
 
-@pytest.mark.xfail(
-    condition=not os.environ.get("WARREN_TEST_URL"), strict=True,
-    reason="separate issue: queue.unbind of an auto-deleted (vanished) queue is 404 in Warren, "
-           "unbind-ok in RabbitMQ, so aio-pika's RPC.close() fails")
 def test_rpc_pattern_close(broker):
     async def main():
         conn = await aio_pika.connect(broker.url)

@@ -32,6 +32,41 @@ def test_channel_numbers_up_to_channel_max(raw_open):
     r.close_connection()
 
 
+def test_channel_numbers_above_channel_max(raw_open):
+    # RabbitMQ 3.10: channel_max bounds how many channels are open, not their
+    # numbers (aiormq picks free numbers anywhere in 1..65535).
+    r = raw_open(channel_max=10)
+    for n in (11, 2048, 65535):
+        r.open_channel(n)
+        r.queue_declare(n, "", exclusive=True)
+    r.close_connection()
+
+
+def test_one_channel_more_than_channel_max_530(raw_open):
+    r = raw_open(channel_max=3)
+    for n in (7, 500, 65535):
+        r.open_channel(n)
+    r.send_method(1, R.CHANNEL_OPEN, R.shortstr(""))
+    close = r.expect_close()
+    assert close.is_connection
+    assert (close.code, close.text) == (
+        530, "NOT_ALLOWED - number of channels opened (3) has reached the negotiated "
+             "channel_max (3)")
+    assert (close.class_id, close.method_id) == (0, 0)
+    r.send_method(0, R.CONNECTION_CLOSE_OK)
+    r.wait_closed(timeout=5)
+
+
+def test_closed_channels_make_room_under_channel_max(raw_open):
+    r = raw_open(channel_max=2)
+    r.open_channel(1)
+    r.open_channel(2)
+    r.send_method(2, R.CHANNEL_CLOSE, R.short(200) + R.shortstr("bye") + R.short(0) + R.short(0))
+    r.expect(R.CHANNEL_CLOSE_OK, channel=2)
+    r.open_channel(3000)
+    r.close_connection()
+
+
 def test_client_channel_close_and_reopen(raw_open):
     r = raw_open()
     r.open_channel(5)

@@ -237,7 +237,56 @@ def test_client_connection_close(raw_open):
                   R.short(0))
     f = r.expect(R.CONNECTION_CLOSE_OK, channel=0)
     assert f.payload == R.method_payload(R.CONNECTION_CLOSE_OK)
-    # (RabbitMQ leaves closing the socket to the client after close-ok.)
+
+
+def assert_socket_stays_open(r, seconds):
+    with pytest.raises(socket.timeout):
+        f = r.read_frame(timeout=seconds)
+        pytest.fail("expected silence on a closed connection, got %r" % f)
+
+
+def test_after_close_ok_the_client_closes_the_socket(raw_open):
+    # RabbitMQ answers close-ok and leaves the socket to the client (the side
+    # that receives close-ok closes it); aiormq settles its futures before EOF.
+    r = raw_open()
+    r.send_method(0, R.CONNECTION_CLOSE, R.short(200) + R.shortstr("bye") + R.short(0) +
+                  R.short(0))
+    r.expect(R.CONNECTION_CLOSE_OK, channel=0)
+    assert_socket_stays_open(r, 1.5)
+
+
+def test_after_close_ok_a_lingering_client_is_dropped_after_a_heartbeat(raw_open):
+    # ... but not forever: after min(heartbeat, 30 s).
+    r = raw_open(heartbeat=1)
+    r.send_method(0, R.CONNECTION_CLOSE, R.short(200) + R.shortstr("bye") + R.short(0) +
+                  R.short(0))
+    r.expect(R.CONNECTION_CLOSE_OK, channel=0)
+    started = time.monotonic()
+    r.wait_closed(timeout=10)
+    assert time.monotonic() - started >= 0.5
+
+
+def test_server_close_waits_for_close_ok(raw_open):
+    # A server-initiated close waits for the client's close-ok (then closes at
+    # once: see test_server_connection_close_then_close_ok) ...
+    r = raw_open()
+    r.open_channel(1)
+    r.send_method(1, R.CHANNEL_FLOW, R.bits(False))  # 540, a connection error
+    assert r.expect_close().is_connection
+    assert_socket_stays_open(r, 1.5)
+    r.send_method(0, R.CONNECTION_CLOSE_OK)
+    r.wait_closed(timeout=5)
+
+
+def test_server_close_without_close_ok_is_dropped_after_a_heartbeat(raw_open):
+    # ... for min(heartbeat, 30 s) at most.
+    r = raw_open(heartbeat=1)
+    r.open_channel(1)
+    r.send_method(1, R.CHANNEL_FLOW, R.bits(False))
+    assert r.expect_close().is_connection
+    started = time.monotonic()
+    r.wait_closed(timeout=10)
+    assert time.monotonic() - started >= 0.5
 
 
 def test_server_connection_close_then_close_ok(raw_open):

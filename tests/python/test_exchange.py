@@ -335,3 +335,84 @@ def test_direct_multiple_bindings_deliver_once(conn, ch):
     ch.basic_publish(x, "k", b"d")
     assert received(conn, ch, q) == [b"d"]
     ch.exchange_delete(x)
+
+
+# The bind/unbind family with missing ends, as RabbitMQ 3.10 answers: an
+# unbind of a binding that is not there is unbind-ok whatever is missing; a
+# bind names the missing source exchange first, then the missing destination.
+
+@pytest.mark.parametrize("missing", ["queue", "source", "both"])
+def test_queue_unbind_with_missing_ends_succeeds(ch, missing):
+    x, q = uid("src"), uid("q")
+    if missing != "source" and missing != "both":
+        ch.exchange_declare(x, "direct", auto_delete=True)
+    if missing == "source":
+        q = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_unbind(q, x, "k")
+    # the channel is still open
+    ch.queue_declare("", exclusive=True)
+
+
+@pytest.mark.parametrize("missing", ["destination", "source", "both"])
+def test_exchange_unbind_with_missing_ends_succeeds(ch, missing):
+    src, dst = uid("src"), uid("dst")
+    if missing == "destination":
+        ch.exchange_declare(src, "direct", auto_delete=True)
+    if missing == "source":
+        ch.exchange_declare(dst, "direct", auto_delete=True)
+    ch.exchange_unbind(dst, src, "k")
+    ch.queue_declare("", exclusive=True)
+
+
+def test_unbind_after_auto_delete_queue_went_away(connect, ch):
+    # aio-pika's RPC.close(): cancel the consumer (the auto-delete queue goes),
+    # then unbind it, then delete it; RabbitMQ answers ok to both.
+    x = uid("x")
+    ch.exchange_declare(x, "direct", auto_delete=True)
+    q = ch.queue_declare(uid("q"), auto_delete=True).method.queue
+    ch.queue_bind(q, x, "k")
+    tag = ch.basic_consume(q, lambda *a: None)
+    ch.basic_cancel(tag)
+    ch.queue_unbind(q, x, "k")
+    assert ch.queue_delete(q).method.message_count == 0
+
+
+def test_bind_missing_source_and_queue_names_the_exchange(conn, ch, broker):
+    x, q = uid("missing-x"), uid("missing-q")
+    with channel_error(conn, ch, 404, "NOT_FOUND - no exchange '%s' in vhost '%s'"
+                       % (x, broker.vhost)):
+        ch.queue_bind(q, x, "k")
+
+
+def test_bind_missing_source_and_destination_names_the_source(conn, ch, broker):
+    src, dst = uid("missing-src"), uid("missing-dst")
+    with channel_error(conn, ch, 404, "NOT_FOUND - no exchange '%s' in vhost '%s'"
+                       % (src, broker.vhost)):
+        ch.exchange_bind(dst, src, "k")
+
+
+def test_bind_missing_destination_exchange_404(conn, ch, broker):
+    src, dst = uid("src"), uid("missing-dst")
+    ch.exchange_declare(src, "direct", auto_delete=True)
+    with channel_error(conn, ch, 404, "NOT_FOUND - no exchange '%s' in vhost '%s'"
+                       % (dst, broker.vhost)):
+        ch.exchange_bind(dst, src, "k")
+
+
+def test_bind_missing_source_to_foreign_exclusive_queue_404(connect, broker):
+    owner = connect()
+    q = owner.channel().queue_declare(uid("exq"), exclusive=True).method.queue
+    other = connect()
+    och = other.channel()
+    x = uid("missing-x")
+    with channel_error(other, och, 404, "NOT_FOUND - no exchange '%s' in vhost '%s'"
+                       % (x, broker.vhost)):
+        och.queue_bind(q, x, "k")
+
+
+def test_unbind_missing_binding_of_foreign_exclusive_queue_ok(connect):
+    owner = connect()
+    q = owner.channel().queue_declare(uid("exq"), exclusive=True).method.queue
+    other = connect()
+    och = other.channel()
+    och.queue_unbind(q, uid("missing-x"), "k")

@@ -822,3 +822,33 @@ def test_deduplication_queue(conn, ch, warren_only):
     ch.basic_ack(m.delivery_tag)
     ch.basic_publish("", q, b"again", pika.BasicProperties(headers=key))
     assert [b for _, _, b in drain(conn, ch, q)] == [b"free", b"again"]
+
+
+@pytest.mark.parametrize("published", [None, 42])
+def test_quorum_dead_letter_keeps_the_message_as_published(conn, ch, dlx, published):
+    # RabbitMQ 3.10: consumers of a quorum queue see x-delivery-count once a
+    # message came back; the dead letter is the message as published (with
+    # x-death), so a publisher's own x-delivery-count survives and the
+    # queue's count does not.
+    dx, dq = dlx
+    q = uid("qq")
+    ch.queue_declare(q, durable=True, arguments={
+        "x-queue-type": "quorum", "x-delivery-limit": 1, "x-dead-letter-exchange": dx})
+    try:
+        headers = {"k": "v"}
+        if published is not None:
+            headers["x-delivery-count"] = published
+        ch.basic_publish("", q, b"poison", pika.BasicProperties(headers=headers))
+        seen = []
+        for _ in range(2):
+            m, p, _ = drain(conn, ch, q, n=1, auto_ack=False)[0]
+            seen.append((p.headers or {}).get("x-delivery-count"))
+            ch.basic_reject(m.delivery_tag, requeue=True)
+        assert seen[1] == 1
+        m, p, b = drain(conn, ch, dq, n=1)[0]
+        assert b == b"poison"
+        assert p.headers["x-death"][0]["reason"] == "delivery_limit"
+        assert p.headers["k"] == "v"
+        assert p.headers.get("x-delivery-count") == published
+    finally:
+        ch.queue_delete(q)

@@ -3,9 +3,11 @@
 import decimal
 import os
 
+import amqp
 import pika
 import pytest
 
+import amqp_raw
 from helpers import (received, Collector, channel_error, drain, pump, queue_count, queue_exists, uid,
                      wait_count, wait_for)
 
@@ -415,3 +417,37 @@ def test_delete_if_empty_ignores_unacked(conn, ch):
     ok = ch.queue_delete(q, if_empty=True)
     assert ok.method.message_count == 0
     assert not queue_exists(conn, q)
+
+
+def test_delete_ok_comes_before_own_consumers_cancel(raw_open):
+    # RabbitMQ 3.10: the deleting channel gets queue.delete-ok first, then the
+    # basic.cancel of its own consumer (py-amqp, under kombu and Celery, fails
+    # on a cancel that arrives while it waits for delete-ok).
+    r = raw_open()
+    r.open_channel(1)
+    q = r.queue_declare(1, uid("q"))
+    r.send_method(1, amqp_raw.BASIC_CONSUME, amqp_raw.short(0) + amqp_raw.shortstr(q) +
+                  amqp_raw.shortstr("ctag") + amqp_raw.bits(False, False, False, False) +
+                  amqp_raw.table({}))
+    r.expect(amqp_raw.BASIC_CONSUME_OK, 1)
+    r.send_method(1, amqp_raw.QUEUE_DELETE, amqp_raw.short(0) + amqp_raw.shortstr(q) +
+                  amqp_raw.bits(False, False, False))
+    first = r.read_method()
+    second = r.read_method()
+    assert (first.method, first.channel) == (amqp_raw.QUEUE_DELETE_OK, 1)
+    assert (second.method, second.channel) == (amqp_raw.BASIC_CANCEL, 1)
+    assert second.args.shortstr() == "ctag"
+
+
+def test_py_amqp_deletes_queue_it_consumes(broker):
+    # What kombu's Queue.delete() does with a live consumer on the channel.
+    cancelled = []
+    with amqp.Connection("%s:%d" % (broker.host, broker.port), userid=broker.user,
+                         password=broker.password, virtual_host=broker.vhost) as c:
+        c.connect()
+        ch = c.channel()
+        q, _, _ = ch.queue_declare(uid("q"))
+        tag = ch.basic_consume(q, callback=lambda m: None, on_cancel=cancelled.append)
+        assert ch.queue_delete(q) == 0
+        c.drain_events(timeout=5)
+        assert cancelled == [tag]

@@ -123,7 +123,7 @@ impl DeliveryChannel {
         let frame_max = self.conn.frame_max;
         let channel = self.id;
         let sent = self.conn.try_send(queue, |out| {
-            message.message.encode(
+            message.to_send().encode(
                 out,
                 channel,
                 AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
@@ -168,7 +168,7 @@ impl DeliveryChannel {
         let frame_max = self.conn.frame_max;
         let channel = self.id;
         self.conn.send(|out| {
-            message.message.encode(
+            message.to_send().encode(
                 out,
                 channel,
                 AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {

@@ -65,7 +65,12 @@ const EXPIRE_BATCH: usize = 4096;
 /// A message handed out of a queue (delivered or got); its body is loaded.
 #[derive(Clone, Debug)]
 pub(crate) struct QueuedMessage {
+    /// The message as published; what goes back to the queue on requeue and
+    /// on to the dead-letter exchange.
     pub(crate) message: Arc<Message>,
+    /// The copy the consumer sees, when the queue annotated it
+    /// (`x-delivery-count`); the annotation never sticks to the message.
+    pub(crate) sent: Option<Arc<Message>>,
     /// Position in the queue's publish order; requeued messages go back by it.
     pub(crate) seq: u64,
     pub(crate) redelivered: bool,
@@ -77,6 +82,13 @@ pub(crate) struct QueuedMessage {
     /// How many times it came back to the queue (nack/reject with requeue,
     /// channel closed); `x-delivery-count` on quorum queues.
     pub(crate) deliveries: u32,
+}
+
+impl QueuedMessage {
+    /// What goes on the wire: the annotated copy if there is one.
+    pub(crate) fn to_send(&self) -> &Message {
+        self.sent.as_deref().unwrap_or(&self.message)
+    }
 }
 
 /// What a queue calls up to: its vhost (which implements this). The queue
@@ -521,6 +533,7 @@ impl Queue {
                 Body::Loaded(message) => {
                     return Some(QueuedMessage {
                         message,
+                        sent: None,
                         seq: ready.seq,
                         redelivered: ready.redelivered,
                         location: ready.location,
@@ -1016,15 +1029,16 @@ fn dead_letters(st: &State) -> bool {
     st.args.dead_letter_exchange.is_some()
 }
 
-/// Adds `x-delivery-count` to a message that was returned before (quorum
-/// queues and queues with a delivery limit), or to any with `always`.
+/// Gives the consumer's copy `x-delivery-count` when the message was returned
+/// before (quorum queues and queues with a delivery limit), or always with
+/// `always`; the queued message itself stays as published.
 fn annotate(st: &State, message: &mut QueuedMessage, always: bool) {
     if (always || message.deliveries > 0) && st.args.counts_deliveries() {
-        message.message = Arc::new(crate::engine::rebuild::with_header(
+        message.sent = Some(Arc::new(crate::engine::rebuild::with_header(
             &message.message,
             "x-delivery-count",
             AMQPValue::LongLongInt(i64::from(message.deliveries)),
-        ));
+        )));
     }
 }
 
