@@ -10,10 +10,11 @@
 #      ships its test/ folder in the npm tarball, and that suite's test dependencies mocha and
 #      claire) into target/interop/ with `npm ci`, once (again when the lock file changes);
 #   2. without INTEROP_URL: `cargo build --bin warren` (a no-op when up to date) and starts
-#      target/debug/warren (or WARREN_BIN) on a free port with a fresh temporary data dir;
-#   3. starts tests/interop/relay.js on localhost:5672 (127.0.0.1 and ::1) when that port is
-#      free, forwarding to the broker: three of amqplib's tests ignore the URL and connect to
-#      amqp://localhost / amqp://[::1] (INTEROP_RELAY=0 turns this off);
+#      target/debug/warren (or WARREN_BIN) with a fresh temporary data dir on 127.0.0.1:5672
+#      when that port is free (amqplib's suite assumes a broker there), else on a free port;
+#   3. starts tests/interop/relay.js on whichever of 127.0.0.1:5672 and [::1]:5672 is free and
+#      not the broker, forwarding to the broker: three of amqplib's tests ignore the URL and
+#      connect to amqp://localhost / amqp://[::1] (INTEROP_RELAY=0 turns this off);
 #   4. runs amqplib's suite (`mocha --check-leaks -u tdd --exit test/`, as its Makefile does)
 #      with URL=<broker>, then our test with node's test runner, and prints
 #      passed/failed/skipped for each and a closing total.
@@ -21,6 +22,7 @@
 # Environment:
 #   INTEROP_URL        broker to test instead of starting Warren
 #   WARREN_BIN         Warren binary to start (default: target/debug/warren, built by cargo)
+#   WARREN_PORT        port for Warren (default: 5672 if free, else any free port)
 #   INTEROP_CACHE      install dir (default: target/interop)
 #   INTEROP_RELAY=0    do not start the localhost:5672 relay
 #   INTEROP_TRACE=FILE the relay appends a per-frame trace of every connection to FILE
@@ -77,6 +79,10 @@ trap 'exit 130' INT TERM
 free_port() {
     node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
 }
+can_listen() {  # can_listen HOST PORT: nothing listens there yet
+    node -e 'const s=require("net").createServer().once("error",()=>process.exit(1))
+             .listen({host:process.argv[1],port:+process.argv[2],ipv6Only:true},()=>s.close())' "$1" "$2"
+}
 port_open() {  # port_open HOST PORT
     node -e 'const s=require("net").connect({host:process.argv[1],port:+process.argv[2]},()=>process.exit(0));
              s.on("error",()=>process.exit(1));s.setTimeout(500,()=>process.exit(1))' "$1" "$2"
@@ -94,8 +100,13 @@ else
     [ -x "$WARREN_BIN" ] || die "no Warren binary at $WARREN_BIN"
     section "starting Warren"
     DATA_DIR="$(mktemp -d "${TMPDIR:-/tmp}/warren-interop.XXXXXX")"
+    # amqplib's suite assumes a broker on localhost:5672 (three of its tests ignore the URL),
+    # so Warren goes there when that port is free, else on a free port behind the relay.
+    if [ -n "${WARREN_PORT:-}" ]; then PORT="$WARREN_PORT"
+    elif can_listen 127.0.0.1 5672; then PORT=5672
+    else PORT=""; fi
     for attempt in 1 2 3 4 5; do
-        PORT="$(free_port)"
+        if [ -z "$PORT" ] || [ "$attempt" -gt 1 ]; then PORT="$(free_port)"; fi
         "$WARREN_BIN" --amqp-listen "127.0.0.1:$PORT" --data-dir "$DATA_DIR" \
             --http-listen 127.0.0.1:0 >"$RESULTS/warren.log" 2>&1 &
         WARREN_PID=$!
@@ -116,27 +127,33 @@ echo "testing $BROKER"
 # ---------------------------------------------------------------- localhost:5672 relay
 read -r BROKER_HOST BROKER_PORT < <(node -e '
     const u = new URL(process.argv[1]);
-    console.log(u.hostname.replace(/^\[|\]$/g, "") || "localhost", u.port || 5672)' "$URL")
+    const h = u.hostname.replace(/^\[|\]$/g, "");
+    console.log(h === "" || h === "localhost" ? "127.0.0.1" : h, u.port || 5672)' "$URL")
+# Relay each of 127.0.0.1:5672 and [::1]:5672 that is not the broker itself.
+RELAY_ADDRESSES=""
+for a in 127.0.0.1 ::1; do
+    if [ "$BROKER_PORT" = 5672 ] && [ "$BROKER_HOST" = "$a" ]; then continue; fi
+    RELAY_ADDRESSES="${RELAY_ADDRESSES:+$RELAY_ADDRESSES,}$a"
+done
 if [ "${INTEROP_RELAY:-1}" = 0 ]; then
     echo "relay off: amqplib's tests that connect to amqp://localhost reach whatever is on port 5672"
-elif [ "$BROKER_PORT" = 5672 ]; then
-    echo "broker is on port 5672: no relay needed"
 else
     : >"$RESULTS/relay.log"
-    RELAY_TRACE="${INTEROP_TRACE:-}" node "$ROOT/tests/interop/relay.js" "$BROKER_HOST" "$BROKER_PORT" \
-        >"$RESULTS/relay.log" 2>&1 &
+    RELAY_ADDRESSES="$RELAY_ADDRESSES" RELAY_TRACE="${INTEROP_TRACE:-}" \
+        node "$ROOT/tests/interop/relay.js" "$BROKER_HOST" "$BROKER_PORT" >"$RESULTS/relay.log" 2>&1 &
     RELAY_PID=$!
     for _ in $(seq 1 100); do
         grep -q '^relay ready' "$RESULTS/relay.log" && break
         kill -0 "$RELAY_PID" 2>/dev/null || break
         sleep 0.05
     done
-    if grep -q '^relay ready' "$RESULTS/relay.log"; then
-        echo "relay: localhost:5672 (127.0.0.1 and ::1) -> $BROKER_HOST:$BROKER_PORT"
-    else
-        RELAY_PID=""
-        echo "NOTE: no relay ($(tail -1 "$RESULTS/relay.log")); amqplib's tests that connect to"
-        echo "      amqp://localhost (serverProperties, custom heartbeat, ipv6) test whatever is there."
+    if ! grep -q '^relay ready' "$RESULTS/relay.log"; then
+        kill "$RELAY_PID" 2>/dev/null || true; RELAY_PID=""
+    fi
+    sed 's/^/relay: /' "$RESULTS/relay.log"
+    if grep -q 'cannot listen' "$RESULTS/relay.log" || [ -z "$RELAY_PID" ]; then
+        echo "NOTE: amqplib's tests that connect to amqp://localhost or amqp://[::1] (Connect API:"
+        echo "      serverProperties, using custom heartbeat option, ipv6) reach whatever listens there."
     fi
 fi
 
@@ -161,7 +178,15 @@ tap_summary() {
     node -e '
         const lines = require("fs").readFileSync(process.argv[1], "utf8").split("\n");
         const names = [], childFailed = [];
-        for (const l of lines) {
+        // the first "error:" line of the YAML block after a "not ok" line
+        const why = (i) => {
+            for (let j = i + 1; j < lines.length && !/^\s*\.\.\.$/.test(lines[j]); j++) {
+                const m = lines[j].match(/^\s*error: (.*)$/);
+                if (m) return m[1].replace(/^(["\x27])(.*)\1$/, "$2").replace(/^\|-?$/, lines[j + 1] || "").trim();
+            }
+            return "";
+        };
+        for (const [i, l] of lines.entries()) {
             const sub = l.match(/^(\s*)# Subtest: (.*)$/);
             if (sub) {
                 const d = sub[1].length / 4;
@@ -170,7 +195,10 @@ tap_summary() {
             const bad = l.match(/^(\s*)not ok \d+ - (.*)$/);
             if (bad) {
                 const d = bad[1].length / 4;
-                if (!childFailed[d]) console.error("  FAILED: " + names.slice(0, d).concat(bad[2]).join(" > "));
+                if (!childFailed[d]) {
+                    console.error("  FAILED: " + names.slice(0, d).concat(bad[2]).join(" > "));
+                    console.error("          " + why(i));
+                }
                 for (let i = 0; i < d; i++) childFailed[i] = true;
             }
         }

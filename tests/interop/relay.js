@@ -4,11 +4,15 @@
 //
 // Why: a few of amqplib's own tests ignore the URL env var and connect to amqp://localhost
 // (port 5672), one of them over IPv6 (amqp://[::1]). scripts/interop.sh starts this relay
-// when port 5672 is free, so those tests reach the same broker as the rest of the suite.
+// where port 5672 is free and the broker is not, so those tests reach the same broker as the
+// rest of the suite. A relay cannot reproduce the timing of a broker that closes or resets
+// its socket (the client sees the relay's socket, which closes a little later), so the script
+// puts Warren itself on 127.0.0.1:5672 when it can, and relays only [::1]:5672 to it.
 //
 //   node relay.js TARGET_HOST TARGET_PORT [LISTEN_PORT=5672]
-// Prints "relay listening on ..." once per bound address, then "relay ready".
-// Each side's FIN/RST is passed on to the other side.
+// Prints "relay listening on ..." (or "relay cannot listen on ...") once per address, then
+// "relay ready".
+// Each side's FIN is passed on to the other side, and so is an error (as a reset).
 //
 // RELAY_TRACE=FILE appends one line per AMQP frame (time, connection, direction, channel,
 // method) and per socket end to FILE: a cheap way to see frame order and who closed first.
@@ -100,25 +104,41 @@ function relay(client) {
     client.on('error', (e) => trace(`#${id} client socket error ${e.code}`));
     upstream.on('error', (e) => trace(`#${id} server socket error ${e.code}`));
   }
+  // pipe() passes a FIN on (after the data before it); an error on one side (a reset, or a
+  // write after the peer closed) resets the other side, so the client sees what it would
+  // have seen talking to the broker directly.
   client.pipe(upstream);
   upstream.pipe(client);
-  const reset = (other) => () => other.destroy();
+  const reset = (other) => () => {
+    if (typeof other.resetAndDestroy === 'function' && other._handle) other.resetAndDestroy();
+    else other.destroy();
+  };
   client.on('error', reset(upstream));
   upstream.on('error', reset(client));
   client.on('close', () => upstream.end());
   upstream.on('close', () => client.end());
 }
 
-const addresses = ['127.0.0.1', '::1'];
+// RELAY_ADDRESSES (comma-separated, default "127.0.0.1,::1") says where to listen. An address
+// that cannot be bound (the port is taken there) is reported and left out; the relay exits only
+// when it could bind none.
+const addresses = (process.env.RELAY_ADDRESSES || '127.0.0.1,::1').split(',').filter(Boolean);
 let pending = addresses.length;
+let bound = 0;
+function settled() {
+  if (--pending > 0) return;
+  if (bound === 0) process.exit(1);
+  console.log('relay ready');
+}
 for (const address of addresses) {
   const server = net.createServer(relay);
   server.on('error', (e) => {
-    console.error(`relay cannot listen on [${address}]:${listenPort}: ${e.message}`);
-    process.exit(1);
+    console.log(`relay cannot listen on [${address}]:${listenPort}: ${e.code || e.message}`);
+    settled();
   });
-  server.listen({ host: address, port: Number(listenPort), ipv6Only: address === '::1' }, () => {
+  server.listen({ host: address, port: Number(listenPort), ipv6Only: address.includes(':') }, () => {
+    bound++;
     console.log(`relay listening on [${address}]:${listenPort} -> ${host}:${port}`);
-    if (--pending === 0) console.log('relay ready');
+    settled();
   });
 }
