@@ -25,11 +25,11 @@
 #   WARREN_PORT        port for Warren (default: 5672 if free, else any free port)
 #   INTEROP_CACHE      install dir (default: target/interop)
 #   INTEROP_RELAY=0    do not start the localhost:5672 relay
-#   INTEROP_TRACE=FILE the relay appends a per-frame trace of every connection to FILE
+#   INTEROP_TRACE=FILE the relay appends a per-frame trace of each relayed connection to FILE
 #   INTEROP_AMQPLIB_GIT=DIR  also run a newer amqplib's suite (node --test) from a git dir
 #                      (e.g. a clone of amqplib), at INTEROP_AMQPLIB_REF (default v2.0.1).
 #                      Releases after 0.10.9 publish no tests to npm, so this needs a clone.
-# Exit status: 0 when every test passed, 1 otherwise.
+# Exit status: 0 when every test passed, 1 when some failed, 2 when it could not run them.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
