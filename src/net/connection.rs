@@ -397,6 +397,16 @@ impl Connection {
         session: &mut Session,
         channels: &mut HashMap<u16, Channel>,
     ) -> Result<Next, MethodError> {
+        let next = self.handle_frames(session, channels);
+        session.flush_confirms();
+        next
+    }
+
+    fn handle_frames(
+        &mut self,
+        session: &mut Session,
+        channels: &mut HashMap<u16, Channel>,
+    ) -> Result<Next, MethodError> {
         while let Some(frame) = frame::parse(&mut self.buf, self.frame_max)? {
             let next = self.handle_frame(session, channels, frame)?;
             if !matches!(next, Next::Continue) {

@@ -193,18 +193,14 @@ impl Connection {
             AMQPClass::Connection(conn::AMQPMethod::OpenOk(conn::OpenOk {})),
         );
         info!(user = %user.name, vhost = vhost_name, "connection opened");
-        Ok(Some(Session {
-            vhost,
-            handle: Arc::new(ClientLink {
-                id: self.id,
-                sink: self.outbox.clone(),
-                frame_max: self.frame_max,
-                consumer_cancel_notify: caps.consumer_cancel_notify,
-            }),
-            perms: Checker::new(&user.name, vhost_name, access),
-            user,
-            exclusive_queues: Vec::new(),
-        }))
+        let handle = Arc::new(ClientLink {
+            id: self.id,
+            sink: self.outbox.clone(),
+            frame_max: self.frame_max,
+            consumer_cancel_notify: caps.consumer_cancel_notify,
+        });
+        let perms = Checker::new(&user.name, vhost_name, access);
+        Ok(Some(Session::new(vhost, handle, user, perms)))
     }
 }
 

@@ -218,22 +218,8 @@ impl crate::engine::queue::delivery::ClientSink for Outbox {
     fn try_send(&self, queue: &Arc<Queue>, encode: &mut dyn FnMut(&mut Vec<u8>)) -> bool {
         Outbox::try_send(self, queue, encode)
     }
-}
 
-/// Confirms and commit-oks the store's group commit releases: one append (and
-/// one wake-up of the writer) per connection per round.
-impl crate::store::SyncListener for Outbox {
-    fn synced(&self, answers: Vec<(u16, Option<amq_protocol::protocol::AMQPClass>)>) {
-        let close = answers.iter().any(|(_, m)| m.is_none());
-        self.send(|out| {
-            for (channel, method) in answers {
-                if let Some(method) = method {
-                    crate::protocol::frame::push_method(out, channel, method);
-                }
-            }
-        });
-        if close {
-            self.close_when_flushed();
-        }
+    fn close(&self) {
+        self.close_when_flushed();
     }
 }

@@ -27,7 +27,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use amq_protocol::protocol::AMQPClass;
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
 use tracing::{error, info, warn};
@@ -81,23 +80,20 @@ struct Writer {
     scratch: Vec<u8>,
 }
 
-/// Who is told that what it wrote is on disk (a client connection: the
-/// network layer implements it). The store calls up through this trait and
-/// knows nothing of connections.
+/// Who is told that what it wrote is on disk (a channel's publisher
+/// confirms, a transaction's commit: the network layer implements it). The
+/// store calls up through this trait and knows nothing of connections.
 pub(crate) trait SyncListener: Send + Sync {
-    /// The answers of one group-commit round for this listener, in order:
-    /// `(channel, Some(method))` to send, `(channel, None)` where the write
-    /// failed and nothing can be said (the connection must then close).
-    fn synced(&self, answers: Vec<(u16, Option<AMQPClass>)>);
+    /// One group-commit round for this listener: the tokens of its waiters,
+    /// in the order they were registered, and whether the fsync succeeded.
+    fn synced(&self, tokens: &[u64], ok: bool);
 }
 
-/// Something to send once the data it depends on is on disk.
+/// A listener to tell, with its token, once everything appended before it is
+/// on disk.
 pub(crate) struct SyncWaiter {
     pub(crate) listener: Arc<dyn SyncListener>,
-    pub(crate) channel: u16,
-    pub(crate) on_synced: AMQPClass,
-    /// Sent instead when the fsync failed (None: close the connection).
-    pub(crate) on_failure: Option<AMQPClass>,
+    pub(crate) token: u64,
 }
 
 #[derive(Default)]
@@ -459,20 +455,18 @@ impl MessageLog {
 }
 
 fn answer(waiters: Vec<SyncWaiter>, ok: bool) {
-    // One call per listener (one outbox append per connection) for the round.
-    type Answers = Vec<(u16, Option<AMQPClass>)>;
-    let mut by_listener: Vec<(Arc<dyn SyncListener>, Answers)> = Vec::new();
+    // One call per listener for the round (one outbox append per channel).
+    let mut by_listener: Vec<(Arc<dyn SyncListener>, Vec<u64>)> = Vec::new();
     for w in waiters {
-        let method = if ok { Some(w.on_synced) } else { w.on_failure };
         let same =
             |l: &Arc<dyn SyncListener>| std::ptr::addr_eq(Arc::as_ptr(l), Arc::as_ptr(&w.listener));
         match by_listener.iter_mut().find(|(l, _)| same(l)) {
-            Some((_, list)) => list.push((w.channel, method)),
-            None => by_listener.push((w.listener, vec![(w.channel, method)])),
+            Some((_, tokens)) => tokens.push(w.token),
+            None => by_listener.push((w.listener, vec![w.token])),
         }
     }
-    for (listener, answers) in by_listener {
-        listener.synced(answers);
+    for (listener, tokens) in by_listener {
+        listener.synced(&tokens, ok);
     }
 }
 

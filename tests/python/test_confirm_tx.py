@@ -65,6 +65,34 @@ def test_confirm_delivery_tags_increase_and_multiple(raw_open):
     r.close_connection()
 
 
+def _publish_burst(r, q, n, persistent=False):
+    """n publishes to queue q in one write (as a pipelining client sends them)."""
+    props = b"\x10\x00\x02" if persistent else b"\x00\x00"  # delivery-mode 2
+    one = b"".join([
+        R.frame(R.FRAME_METHOD, 1, R.method_payload(
+            R.BASIC_PUBLISH, R.short(0) + R.shortstr("") + R.shortstr(q) + R.bits(False, False))),
+        R.frame(R.FRAME_HEADER, 1, R.short(60) + R.short(0) + R.longlong(8) + props),
+        R.frame(R.FRAME_BODY, 1, b"burst..."),
+    ])
+    r.send(one * n)
+
+
+@pytest.mark.parametrize("persistent", [False, True], ids=["transient", "persistent"])
+def test_confirms_of_a_burst_are_coalesced(raw_open, persistent):
+    # RabbitMQ acks a burst of publishes with basic.ack multiple=true (amqplib's
+    # own suite checks for it); every tag is confirmed once, in order.
+    r = raw_open()
+    _confirm_channel(r)
+    q = r.queue_declare(1, uid("burst"), durable=persistent, exclusive=True)
+    n = 1000
+    _publish_burst(r, q, n, persistent)
+    acks = _read_acks(r, n)
+    assert acks[-1][0] == n
+    assert any(multiple for _, multiple in acks), acks
+    assert len(acks) < n
+    r.close_connection()
+
+
 def test_confirm_select_twice_is_fine(raw_open):
     r = raw_open()
     _confirm_channel(r)

@@ -17,18 +17,19 @@ use parking_lot::Mutex;
 use crate::engine::queue::consumer::Consumer;
 use crate::engine::queue::{Queue, QueuedMessage};
 use crate::protocol::error::AmqpError;
-use crate::store::SyncListener;
 
 /// Where frames for one client go: its connection's outbox. The network
-/// layer implements it; queues and the store reach a connection only
-/// through it.
-pub(crate) trait ClientSink: SyncListener {
+/// layer implements it; queues reach a connection only through it.
+pub(crate) trait ClientSink: Send + Sync {
     /// Appends frames written by `encode`.
     fn send(&self, encode: &mut dyn FnMut(&mut Vec<u8>));
     /// Appends a delivery's frames unless the client is behind; then `queue`
     /// is remembered and dispatched again once the client caught up.
     /// Returns whether `encode` ran.
     fn try_send(&self, queue: &Arc<Queue>, encode: &mut dyn FnMut(&mut Vec<u8>)) -> bool;
+    /// Ends the connection once what was sent so far is written (the client
+    /// can no longer be told the truth, e.g. a commit that did not reach disk).
+    fn close(&self);
 }
 
 /// A client connection as the engine sees it.
@@ -59,11 +60,6 @@ impl ClientLink {
                 encode(out);
             }
         })
-    }
-
-    /// The client, as the store's group commit reaches it.
-    pub(crate) fn listener(&self) -> Arc<dyn SyncListener> {
-        self.sink.clone()
     }
 }
 

@@ -1,7 +1,8 @@
 //! One AMQP channel: the frames its connection hands it, and what each method
 //! does, one file per AMQP class: `exchange.rs`, `queue.rs`, `basic.rs`,
 //! `publish.rs` (basic.publish and its content frames), `tx.rs` (confirm and
-//! tx). `session.rs` is what a channel needs of its connection.
+//! tx), `confirms.rs` (the acks and nacks owed to a confirming publisher,
+//! coalesced). `session.rs` is what a channel needs of its connection.
 //!
 //! A `Channel` lives on its connection's task and is only touched there. It
 //! turns methods into calls on the engine: the vhost (declare, bind, delete),
@@ -14,6 +15,7 @@
 //! the socket (everything goes through the session's client link).
 
 mod basic;
+mod confirms;
 mod exchange;
 mod publish;
 mod queue;
@@ -95,6 +97,11 @@ impl Channel {
         if self.closing {
             return Ok(self.while_closing(session, frame));
         }
+        if !is_publish(&frame) {
+            // Whatever this frame makes the channel say comes after the
+            // confirms of the publishes before it.
+            self.flush_confirms();
+        }
         let result = match frame {
             Frame::Method {
                 method,
@@ -165,9 +172,16 @@ impl Channel {
         ))
     }
 
+    fn flush_confirms(&self) {
+        if let Mode::Confirm { confirms, .. } = &self.mode {
+            confirms.flush();
+        }
+    }
+
     /// Closes this channel with a channel-level error.
     fn fail(&mut self, session: &mut Session, e: MethodError) {
         debug!(channel = self.id, error = %e.error, "closing channel");
+        self.flush_confirms();
         self.send(
             session,
             AMQPClass::Channel(chan::AMQPMethod::Close(chan::Close {
@@ -184,6 +198,10 @@ impl Channel {
 
     /// Releases consumers and unacked messages (channel or connection closing).
     pub(crate) fn cleanup(&mut self, session: &mut Session) {
+        if let Mode::Confirm { confirms, .. } = &self.mode {
+            // Publishes still waiting for the disk go unanswered, as in RabbitMQ.
+            confirms.close();
+        }
         for (_, (consumer, queue)) in self.consumers.drain() {
             release_consumer(session, &consumer, &queue);
         }
@@ -294,4 +312,17 @@ fn release_consumer(session: &Session, consumer: &Arc<Consumer>, queue: &Arc<Que
 
 fn unexpected() -> AmqpError {
     AmqpError::CommandInvalid("unexpected method from client".into())
+}
+
+/// A basic.publish or its content: frames whose confirms may be coalesced.
+fn is_publish(frame: &Frame) -> bool {
+    match frame {
+        Frame::Method {
+            class_id,
+            method_id,
+            ..
+        } => (*class_id, *method_id) == BASIC_PUBLISH,
+        Frame::Header { .. } | Frame::Body { .. } | Frame::Heartbeat => true,
+        Frame::Refused { .. } => false,
+    }
 }

@@ -15,6 +15,7 @@ use amq_protocol::protocol::{basic, AMQPClass};
 use amq_protocol::types::ShortString;
 use bytes::{Bytes, BytesMut};
 
+use super::confirms::Confirms;
 use super::tx::{Mode, TxPublish};
 use super::{Channel, Session};
 use crate::engine::memory::MemoryCharge;
@@ -25,7 +26,6 @@ use crate::engine::reply_to;
 use crate::protocol::constants::{BASIC, BASIC_PUBLISH};
 use crate::protocol::content::ContentHeader;
 use crate::protocol::error::{AmqpError, MethodError};
-use crate::store::SyncWaiter;
 
 /// RabbitMQ's default max_message_size.
 pub(crate) const MAX_MESSAGE_SIZE: u64 = 128 * 1024 * 1024;
@@ -193,18 +193,18 @@ impl Channel {
             });
             return Ok(());
         }
-        let seq = match &mut self.mode {
-            Mode::Confirm { next_seq } => {
+        let confirm = match &mut self.mode {
+            Mode::Confirm { next_seq, confirms } => {
                 *next_seq += 1;
-                Some(*next_seq - 1)
+                Some((*next_seq - 1, confirms.clone()))
             }
             _ => None,
         };
         let outcome = self
             .publish(session, exchange, publish.mandatory, message)
             .map_err(err)?;
-        if let Some(seq) = seq {
-            self.confirm(session, seq, outcome);
+        if let Some((seq, confirms)) = confirm {
+            Self::confirm(&confirms, session, seq, outcome);
         }
         Ok(())
     }
@@ -306,28 +306,12 @@ impl Channel {
 
     /// The confirm of publish `seq`: a nack if a queue refused it or the log
     /// could not take it, an ack once it is on disk if it was stored, an ack
-    /// now otherwise.
-    fn confirm(&self, session: &Session, seq: u64, outcome: Outcome) {
-        let ack = AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
-            delivery_tag: seq,
-            multiple: false,
-        }));
-        let nack = AMQPClass::Basic(basic::AMQPMethod::Nack(basic::Nack {
-            delivery_tag: seq,
-            multiple: false,
-            requeue: false,
-        }));
-        if outcome.failed || outcome.rejected {
-            self.send(session, nack);
-        } else if outcome.stored {
-            session.vhost.log.after_sync(SyncWaiter {
-                listener: session.handle.listener(),
-                channel: self.id,
-                on_synced: ack,
-                on_failure: Some(nack),
-            });
-        } else {
-            self.send(session, ack);
+    /// now otherwise. Answers go out coalesced (see [`Confirms`]).
+    fn confirm(confirms: &Arc<Confirms>, session: &mut Session, seq: u64, outcome: Outcome) {
+        if outcome.stored && !outcome.failed && !outcome.rejected {
+            session.vhost.log.after_sync(confirms.after_sync(seq));
+        } else if confirms.decided(seq, !(outcome.failed || outcome.rejected)) {
+            session.confirms_to_flush.push(confirms.clone());
         }
     }
 }

@@ -14,6 +14,8 @@ use crate::engine::queue::Queue;
 use crate::engine::vhost::VHost;
 use crate::protocol::frame;
 
+use super::confirms::Confirms;
+
 /// Per-connection state that channel methods need.
 pub(crate) struct Session {
     pub(crate) vhost: Arc<VHost>,
@@ -23,9 +25,35 @@ pub(crate) struct Session {
     pub(crate) perms: Checker,
     /// Exclusive queues declared by this connection; deleted when it closes.
     pub(crate) exclusive_queues: Vec<Arc<Queue>>,
+    /// Channels with publisher confirms decided but not yet sent.
+    pub(super) confirms_to_flush: Vec<Arc<Confirms>>,
 }
 
 impl Session {
+    pub(crate) fn new(
+        vhost: Arc<VHost>,
+        handle: Arc<ClientLink>,
+        user: User,
+        perms: Checker,
+    ) -> Self {
+        Self {
+            vhost,
+            handle,
+            user,
+            perms,
+            exclusive_queues: Vec::new(),
+            confirms_to_flush: Vec::new(),
+        }
+    }
+
+    /// Sends the confirms decided since the last flush (after each batch of
+    /// frames read: the answers to a burst of publishes go out together).
+    pub(crate) fn flush_confirms(&mut self) {
+        for confirms in self.confirms_to_flush.drain(..) {
+            confirms.flush();
+        }
+    }
+
     pub(crate) fn send_method(&self, channel: u16, method: AMQPClass) {
         self.handle
             .send(|out| frame::push_method(out, channel, method));

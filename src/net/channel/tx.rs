@@ -10,16 +10,23 @@ use std::sync::Arc;
 use amq_protocol::protocol::{confirm, tx, AMQPClass};
 
 use super::basic::Settle;
+use super::confirms::Confirms;
 use super::{unexpected, Channel, Session};
 use crate::engine::message::Message;
+use crate::engine::queue::delivery::ClientLink;
 use crate::engine::queue::delivery::Unacked;
 use crate::protocol::error::AmqpError;
-use crate::store::SyncWaiter;
+use crate::protocol::frame;
+use crate::store::{SyncListener, SyncWaiter};
 
-/// Plain, confirming (with the next publish sequence number), or transactional.
+/// Plain, confirming (with the next publish sequence number and the answers
+/// owed), or transactional.
 pub(super) enum Mode {
     Plain,
-    Confirm { next_seq: u64 },
+    Confirm {
+        next_seq: u64,
+        confirms: Arc<Confirms>,
+    },
     Tx(Tx),
 }
 
@@ -49,7 +56,12 @@ impl Channel {
                     "cannot switch from tx to confirm mode".into(),
                 ))
             }
-            Mode::Plain => self.mode = Mode::Confirm { next_seq: 1 },
+            Mode::Plain => {
+                self.mode = Mode::Confirm {
+                    next_seq: 1,
+                    confirms: Confirms::new(self.id, session.handle.clone()),
+                }
+            }
             Mode::Confirm { .. } => {}
         }
         if !select.nowait {
@@ -105,17 +117,17 @@ impl Channel {
                 for (entries, outcome) in tx.settles {
                     self.apply(entries, outcome);
                 }
-                let ok = AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {}));
                 if stored {
                     // commit-ok means the transaction's persistent messages are on disk.
                     session.vhost.log.after_sync(SyncWaiter {
-                        listener: session.handle.listener(),
-                        channel: self.id,
-                        on_synced: ok,
-                        on_failure: None,
+                        listener: Arc::new(CommitOk {
+                            channel: self.id,
+                            link: session.handle.clone(),
+                        }),
+                        token: 0,
                     });
                 } else {
-                    self.send(session, ok);
+                    self.send(session, commit_ok());
                 }
             }
             tx::AMQPMethod::Rollback(_) => {
@@ -133,5 +145,29 @@ impl Channel {
             _ => return Err(unexpected()),
         }
         Ok(())
+    }
+}
+
+fn commit_ok() -> AMQPClass {
+    AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {}))
+}
+
+/// A commit whose persistent messages wait for the disk: commit-ok once they
+/// are there; if the fsync failed the client cannot be told the truth, so
+/// the connection ends.
+struct CommitOk {
+    channel: u16,
+    link: Arc<ClientLink>,
+}
+
+impl SyncListener for CommitOk {
+    fn synced(&self, _: &[u64], ok: bool) {
+        if ok {
+            let channel = self.channel;
+            self.link
+                .send(|out| frame::push_method(out, channel, commit_ok()));
+        } else {
+            self.link.sink.close();
+        }
     }
 }
