@@ -239,6 +239,27 @@ def test_client_connection_close(raw_open):
     assert f.payload == R.method_payload(R.CONNECTION_CLOSE_OK)
 
 
+def client_close(r):
+    r.send_method(0, R.CONNECTION_CLOSE, R.short(200) + R.shortstr("bye") + R.short(0) +
+                  R.short(0))
+    r.expect(R.CONNECTION_CLOSE_OK, channel=0)
+
+
+def server_close(r):
+    """Provokes a connection error (channel.flow active=false: 540); returns the close."""
+    r.open_channel(1)
+    r.send_method(1, R.CHANNEL_FLOW, R.bits(False))
+    close = r.expect_close()
+    assert close.is_connection
+    return close
+
+
+def assert_dropped_after_a_while(r):
+    started = time.monotonic()
+    r.wait_closed(timeout=10)
+    assert time.monotonic() - started >= 0.5
+
+
 def assert_socket_stays_open(r, seconds):
     with pytest.raises(socket.timeout):
         f = r.read_frame(timeout=seconds)
@@ -249,30 +270,39 @@ def test_after_close_ok_the_client_closes_the_socket(raw_open):
     # RabbitMQ answers close-ok and leaves the socket to the client (the side
     # that receives close-ok closes it); aiormq settles its futures before EOF.
     r = raw_open()
+    client_close(r)
+    assert_socket_stays_open(r, 1.5)
+
+
+def test_frames_after_close_are_read_and_dropped(raw_open):
+    # amqplib writes connection.close while buffered publishes still go out:
+    # RabbitMQ reads and drops them, and the client's writes never fail.
+    r = raw_open()
+    r.open_channel(1)
     r.send_method(0, R.CONNECTION_CLOSE, R.short(200) + R.shortstr("bye") + R.short(0) +
                   R.short(0))
+    publish = (R.frame(R.FRAME_METHOD, 1, R.method_payload(
+        R.BASIC_PUBLISH, R.short(0) + R.shortstr("") + R.shortstr("nowhere") +
+        R.bits(False, False))) +
+        R.frame(R.FRAME_HEADER, 1, R.short(60) + R.short(0) + R.longlong(60000) + b"\x00\x00") +
+        R.frame(R.FRAME_BODY, 1, b"x" * 60000))
+    r.send(publish * 200)  # 12 MB: more than socket buffers hold unless read
     r.expect(R.CONNECTION_CLOSE_OK, channel=0)
-    assert_socket_stays_open(r, 1.5)
+    assert_socket_stays_open(r, 0.5)
 
 
 def test_after_close_ok_a_lingering_client_is_dropped_after_a_heartbeat(raw_open):
     # ... but not forever: after min(heartbeat, 30 s).
     r = raw_open(heartbeat=1)
-    r.send_method(0, R.CONNECTION_CLOSE, R.short(200) + R.shortstr("bye") + R.short(0) +
-                  R.short(0))
-    r.expect(R.CONNECTION_CLOSE_OK, channel=0)
-    started = time.monotonic()
-    r.wait_closed(timeout=10)
-    assert time.monotonic() - started >= 0.5
+    client_close(r)
+    assert_dropped_after_a_while(r)
 
 
 def test_server_close_waits_for_close_ok(raw_open):
     # A server-initiated close waits for the client's close-ok (then closes at
     # once: see test_server_connection_close_then_close_ok) ...
     r = raw_open()
-    r.open_channel(1)
-    r.send_method(1, R.CHANNEL_FLOW, R.bits(False))  # 540, a connection error
-    assert r.expect_close().is_connection
+    assert server_close(r).code == 540
     assert_socket_stays_open(r, 1.5)
     r.send_method(0, R.CONNECTION_CLOSE_OK)
     r.wait_closed(timeout=5)
@@ -281,20 +311,13 @@ def test_server_close_waits_for_close_ok(raw_open):
 def test_server_close_without_close_ok_is_dropped_after_a_heartbeat(raw_open):
     # ... for min(heartbeat, 30 s) at most.
     r = raw_open(heartbeat=1)
-    r.open_channel(1)
-    r.send_method(1, R.CHANNEL_FLOW, R.bits(False))
-    assert r.expect_close().is_connection
-    started = time.monotonic()
-    r.wait_closed(timeout=10)
-    assert time.monotonic() - started >= 0.5
+    assert server_close(r).code == 540
+    assert_dropped_after_a_while(r)
 
 
 def test_server_connection_close_then_close_ok(raw_open):
     r = raw_open()
-    r.open_channel(1)
-    r.send_method(1, R.CHANNEL_FLOW, R.bits(False))  # 540, a connection error
-    close = r.expect_close()
-    assert close.is_connection and close.code == 540
+    assert server_close(r).code == 540
     r.send_method(0, R.CONNECTION_CLOSE_OK)
     r.wait_closed(timeout=5)
 
